@@ -1,0 +1,53 @@
+import CRdKafka
+
+/// librdkafka's mock cluster: brokers on loopback ports that speak enough of Kafka's protocol for Emporium.
+/// It keeps data in memory only, has no CreateTopics (its host creates topics) and keeps at most 5 MB per
+/// partition. `emporium cluster` hosts one for every local process; tests that inject faults host their own.
+///
+/// `@unchecked Sendable` is safe because both pointers are set once in `init` and freed in `deinit`, and the
+/// mock cluster's API serialises each call onto the cluster's own thread.
+public final class EmbeddedCluster: @unchecked Sendable {
+    private let client: RdKafkaClient
+    private let cluster: OpaquePointer
+    public let brokerCount: Int32
+
+    public init(brokers: Int32 = 3) throws {
+        client = try RdKafkaClient(type: RD_KAFKA_PRODUCER, properties: ["log_level": "3"])
+        guard let cluster = rd_kafka_mock_cluster_new(client.handle, brokers) else {
+            throw KafkaError.clientCreationFailed("the mock cluster did not start")
+        }
+        self.cluster = cluster
+        brokerCount = brokers
+    }
+
+    deinit {
+        rd_kafka_mock_cluster_destroy(cluster)
+    }
+
+    /// `host:port,...` of every broker.
+    public var bootstrapServers: String { String(cString: rd_kafka_mock_cluster_bootstraps(cluster)) }
+
+    public func createTopic(_ topic: TopicSpec) throws {
+        let code = rd_kafka_mock_topic_create(cluster, topic.name, topic.partitions, topic.replicationFactor)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "create topic \(topic.name)") }
+    }
+
+    /// Takes a broker (IDs 1...brokerCount) off the network: connections to it fail until `setBrokerUp`.
+    public func setBrokerDown(_ id: Int32) throws {
+        let code = rd_kafka_mock_broker_set_down(cluster, id)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "set broker \(id) down") }
+    }
+
+    public func setBrokerUp(_ id: Int32) throws {
+        let code = rd_kafka_mock_broker_set_up(cluster, id)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "set broker \(id) up") }
+    }
+
+    public func setAllBrokersDown() throws {
+        for id in 1...brokerCount { try setBrokerDown(id) }
+    }
+
+    public func setAllBrokersUp() throws {
+        for id in 1...brokerCount { try setBrokerUp(id) }
+    }
+}

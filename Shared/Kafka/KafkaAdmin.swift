@@ -1,0 +1,135 @@
+import CRdKafka
+
+/// A topic to create: name, partition count, replication factor.
+public struct TopicSpec: Sendable, Hashable {
+    public let name: String
+    public let partitions: Int32
+    public let replicationFactor: Int32
+
+    public init(name: String, partitions: Int32, replicationFactor: Int32) {
+        self.name = name
+        self.partitions = partitions
+        self.replicationFactor = replicationFactor
+    }
+}
+
+/// Where a partition's log starts and ends, and what a group has committed in it.
+public struct PartitionOffsets: Sendable, Hashable {
+    public let partition: TopicPartition
+    /// The oldest offset still in the log.
+    public let low: Int64
+    /// The offset the next message will get.
+    public let high: Int64
+    /// The group's committed offset, nil if it has none.
+    public let committed: Int64?
+
+    /// Messages the group has yet to process; everything in the log if it never committed.
+    public var lag: Int64 { high - max(committed ?? low, low) }
+}
+
+/// Cluster-level requests: topic creation, metadata, watermarks, committed offsets.
+/// Each call blocks on librdkafka, so each runs on a spare thread.
+public final class KafkaAdmin: Sendable {
+    private let client: RdKafkaClient
+    private let configuration: KafkaConfiguration
+    private let timeoutMilliseconds: Int32 = 10_000
+
+    public init(configuration: KafkaConfiguration) throws {
+        self.configuration = configuration
+        client = try RdKafkaClient(type: RD_KAFKA_PRODUCER, properties: configuration.plainProperties())
+    }
+
+    /// Creates the topics through the Admin API. A topic that already exists counts as created.
+    /// The embedded cluster has no CreateTopics: its host creates the topics itself.
+    public func createTopics(_ topics: [TopicSpec]) async throws {
+        let client = self.client
+        let timeout = timeoutMilliseconds
+        try await offloaded {
+            var errstr = [CChar](repeating: 0, count: 512)
+            var newTopics: [OpaquePointer?] = []
+            defer { newTopics.forEach { rd_kafka_NewTopic_destroy($0) } }
+            for topic in topics {
+                guard let newTopic = rd_kafka_NewTopic_new(topic.name, topic.partitions, topic.replicationFactor, &errstr, errstr.count) else {
+                    throw KafkaError.invalidProperty(name: "topic \(topic.name)", message: errstr.nulTerminatedString)
+                }
+                newTopics.append(newTopic)
+            }
+            let queue = rd_kafka_queue_new(client.handle)
+            defer { rd_kafka_queue_destroy(queue) }
+            let options = rd_kafka_AdminOptions_new(client.handle, RD_KAFKA_ADMIN_OP_CREATETOPICS)
+            defer { rd_kafka_AdminOptions_destroy(options) }
+            rd_kafka_AdminOptions_set_operation_timeout(options, timeout, &errstr, errstr.count)
+            rd_kafka_CreateTopics(client.handle, &newTopics, newTopics.count, options, queue)
+            guard let event = rd_kafka_queue_poll(queue, timeout + 5000) else {
+                throw KafkaError.from(RD_KAFKA_RESP_ERR__TIMED_OUT, operation: "create topics")
+            }
+            defer { rd_kafka_event_destroy(event) }
+            let code = rd_kafka_event_error(event)
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "create topics") }
+            var count = 0
+            let results = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &count)
+            for index in 0..<count {
+                let result = results![index]
+                let code = rd_kafka_topic_result_error(result)
+                if code != RD_KAFKA_RESP_ERR_NO_ERROR && code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS {
+                    throw KafkaError.from(code, operation: "create topic \(String(cString: rd_kafka_topic_result_name(result)))")
+                }
+            }
+        }
+    }
+
+    /// Partition counts of the named topics (of all topics if none are named).
+    public func partitionCounts(of topics: [String] = []) async throws -> [String: Int32] {
+        let client = self.client
+        let timeout = timeoutMilliseconds
+        return try await offloaded {
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let code = rd_kafka_metadata(client.handle, 1, nil, &metadata, timeout)
+            guard code == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError.from(code, operation: "read metadata") }
+            defer { rd_kafka_metadata_destroy(metadata) }
+            var counts: [String: Int32] = [:]
+            for index in 0..<Int(metadata.pointee.topic_cnt) {
+                let topic = metadata.pointee.topics[index]
+                let name = String(cString: topic.topic)
+                if (topics.isEmpty || topics.contains(name)) && topic.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    counts[name] = topic.partition_cnt
+                }
+            }
+            return counts
+        }
+    }
+
+    /// Watermarks of every partition of `topics`, with `group`'s committed offsets when a group is named.
+    public func offsets(of topics: [String], group: String? = nil) async throws -> [PartitionOffsets] {
+        let counts = try await partitionCounts(of: topics)
+        let partitions = counts.flatMap { topic, count in (0..<count).map { TopicPartition(topic, $0) } }.sorted()
+        let client = self.client
+        let timeout = timeoutMilliseconds
+        let committed = group == nil ? [:] : try await committedOffsets(group: group!, partitions: partitions)
+        return try await offloaded {
+            try partitions.map { partition in
+                var low: Int64 = 0
+                var high: Int64 = 0
+                let code = rd_kafka_query_watermark_offsets(client.handle, partition.topic, partition.partition, &low, &high, timeout)
+                if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "query watermarks of \(partition)") }
+                return PartitionOffsets(partition: partition, low: low, high: high, committed: committed[partition])
+            }
+        }
+    }
+
+    /// A group's committed offsets, read through a consumer handle of that group that never joins it.
+    public func committedOffsets(group: String, partitions: [TopicPartition]) async throws -> [TopicPartition: Int64] {
+        let properties = configuration.consumerProperties(group: group)
+        let timeout = timeoutMilliseconds
+        return try await offloaded {
+            let reader = try RdKafkaClient(type: RD_KAFKA_CONSUMER, properties: properties)
+            return try withPartitionList(partitions.map { ($0, Int64(RD_KAFKA_OFFSET_INVALID)) }) { list in
+                let code = rd_kafka_committed(reader.handle, list, timeout)
+                if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "read committed offsets of \(group)") }
+                var offsets: [TopicPartition: Int64] = [:]
+                for entry in list.entries where entry.offset >= 0 { offsets[entry.partition] = entry.offset }
+                return offsets
+            }
+        }
+    }
+}

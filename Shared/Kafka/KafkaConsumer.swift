@@ -1,0 +1,479 @@
+import CRdKafka
+import Dispatch
+import Logging
+import Synchronization
+
+/// How many messages a batch holds at most, and how long the poll thread lingers to fill one.
+public struct ConsumerBatching: Sendable {
+    public var maxMessages: Int
+    /// Zero takes only what is already fetched once the first message is in, which keeps latency lowest.
+    public var linger: Duration
+
+    public init(maxMessages: Int = 500, linger: Duration = .zero) {
+        precondition(maxMessages > 0, "a batch holds at least one message")
+        self.maxMessages = maxMessages
+        self.linger = linger
+    }
+}
+
+/// Messages of one poll, handed over together. Commit it (or release it) before the next one comes.
+public struct ConsumerBatch: Sendable {
+    public let id: UInt64
+    public let messages: [ConsumedMessage]
+    /// Per partition, the first and last offset in this batch, in order of first appearance.
+    let ranges: [(partition: TopicPartition, first: Int64, last: Int64)]
+
+    init(id: UInt64, messages: [ConsumedMessage]) {
+        self.id = id
+        self.messages = messages
+        var ranges: [(partition: TopicPartition, first: Int64, last: Int64)] = []
+        var current = -1
+        for message in messages {
+            // Messages of one partition mostly arrive together, so the last range is almost always the match.
+            if current < 0 || ranges[current].partition.partition != message.partition || ranges[current].partition.topic != message.topic {
+                current = ranges.firstIndex { $0.partition.partition == message.partition && $0.partition.topic == message.topic } ?? -1
+                if current < 0 {
+                    ranges.append((message.topicPartition, message.offset, message.offset))
+                    current = ranges.count - 1
+                    continue
+                }
+            }
+            ranges[current].first = min(ranges[current].first, message.offset)
+            ranges[current].last = max(ranges[current].last, message.offset)
+        }
+        self.ranges = ranges
+    }
+
+    /// The offset to commit per partition: one past the last message of that partition in this batch.
+    public var nextOffsets: [TopicPartition: Int64] {
+        Dictionary(uniqueKeysWithValues: ranges.map { ($0.partition, $0.last + 1) })
+    }
+
+    /// The first offset per partition, where a released batch is read again from.
+    var firstOffsets: [TopicPartition: Int64] {
+        Dictionary(uniqueKeysWithValues: ranges.map { ($0.partition, $0.first) })
+    }
+}
+
+/// What happens to a consumer beside its messages.
+public enum KafkaConsumerEvent: Sendable, Equatable {
+    case assigned([TopicPartition])
+    case revoked([TopicPartition])
+    /// The log no longer holds the offset this group was to read next: messages `expected..<resumedAt` are gone.
+    /// On the embedded cluster, whose partitions keep only their newest 5 MB, this is how data loss shows.
+    case offsetFellOffLog(TopicPartition, expected: Int64, resumedAt: Int64)
+    /// A non-fatal error; the consumer carries on.
+    case error(KafkaError)
+}
+
+/// A member of a balanced consumer group that hands over messages in batches.
+///
+/// One dedicated thread owns every consumer call. It polls a batch, hands it over through `batches`, and then
+/// waits for that batch to be committed (or released) before it polls again. A commit goes to the coordinator
+/// asynchronously, so the next batch need not wait a round trip; the offsets of every committed batch are
+/// committed again, synchronously, when partitions are revoked and when the consumer closes. Rebalance callbacks
+/// run only inside a poll, so by the time partitions are revoked the batch in hand is finished and its offsets
+/// are committed before the partitions go; on assignment, reading resumes at the committed offsets. If a
+/// rebalance happens while a batch is being assembled, the batch is dropped and its partitions rewound, because
+/// it may hold messages from before it.
+public final class KafkaConsumer: Sendable {
+    public let batches: AsyncThrowingStream<ConsumerBatch, Error>
+    public let events: AsyncStream<KafkaConsumerEvent>
+
+    private let client: RdKafkaClient
+    private let core: ConsumerCore
+    private let pollThread: PollThread
+
+    public init(
+        configuration: KafkaConfiguration,
+        group: String,
+        topics: [String],
+        batching: ConsumerBatching = ConsumerBatching(),
+        logger: Logger = Logger(label: "emporium.kafka.consumer")
+    ) throws {
+        let (batches, batchSink) = AsyncThrowingStream<ConsumerBatch, Error>.makeStream()
+        let (events, eventSink) = AsyncStream<KafkaConsumerEvent>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        let core = ConsumerCore(batchSink: batchSink, eventSink: eventSink, logger: logger)
+        let client = try RdKafkaClient(type: RD_KAFKA_CONSUMER, properties: configuration.consumerProperties(group: group), callbackContext: core) { conf in
+            rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(core).toOpaque())
+            rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback)
+            rd_kafka_conf_set_offset_commit_cb(conf, offsetCommitCallback)
+        }
+        rd_kafka_poll_set_consumer(client.handle)
+        try withPartitionList(topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), 0) }) { list in
+            let code = rd_kafka_subscribe(client.handle, list)
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "subscribe to \(topics)") }
+        }
+        self.batches = batches
+        self.events = events
+        self.client = client
+        self.core = core
+        pollThread = PollThread(name: "kafka-consumer-poll") { thread in
+            core.run(client: client, batching: batching, thread: thread)
+        }
+    }
+
+    /// Commits the batch's offsets: at once and asynchronously, then synchronously before its partitions are
+    /// revoked or the consumer closes. Call it only after the batch is processed; the next batch comes after it.
+    public func commit(_ batch: ConsumerBatch) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            core.acknowledge(batch.id, .commit(batch.nextOffsets, continuation))
+        }
+    }
+
+    /// Gives the batch back unprocessed: the next batch starts again at its first messages.
+    public func release(_ batch: ConsumerBatch) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            core.acknowledge(batch.id, .release(batch.firstOffsets, continuation))
+        }
+    }
+
+    /// Leaves the group. A batch in hand that was not committed is read again by the next owner.
+    public func close() async {
+        core.stop()
+        let client = self.client
+        pollThread.requestStop {
+            let queue = rd_kafka_queue_get_consumer(client.handle)
+            rd_kafka_queue_yield(queue)
+            rd_kafka_queue_destroy(queue)
+        }
+        await pollThread.join()
+    }
+
+    /// The partitions currently assigned to this member.
+    public func assignment() -> [TopicPartition] {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(client.handle, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        return list.entries.map(\.partition).sorted()
+    }
+}
+
+/// Topic names by librdkafka topic handle, so a batch builds each name once rather than once per message.
+struct TopicNames {
+    private var names: [(OpaquePointer, String)] = []
+
+    mutating func name(of handle: OpaquePointer?) -> String {
+        guard let handle else { return "" }
+        if let known = names.first(where: { $0.0 == handle }) { return known.1 }
+        let name = String(cString: rd_kafka_topic_name(handle))
+        names.append((handle, name))
+        return name
+    }
+}
+
+/// What the async side tells the poll thread about the batch in hand.
+enum BatchAcknowledgement {
+    case commit([TopicPartition: Int64], CheckedContinuation<Void, Error>)
+    case release([TopicPartition: Int64], CheckedContinuation<Void, Error>)
+
+    func fail(_ error: KafkaError) {
+        switch self {
+        case .commit(_, let continuation), .release(_, let continuation): continuation.resume(throwing: error)
+        }
+    }
+}
+
+/// The consumer's state, shared between the poll thread, the rebalance callback (which runs on the poll thread)
+/// and the async side, all behind one lock that is never held across a librdkafka call.
+final class ConsumerCore: Sendable {
+    private struct State {
+        var batchInHand: UInt64?
+        var acknowledgement: BatchAcknowledgement?
+        var stopping = false
+        var nextBatchID: UInt64 = 0
+        var assignment: Set<TopicPartition> = []
+        /// Bumped on every rebalance, so the poll thread notices one that happened while it assembled a batch.
+        var assignmentGeneration: UInt64 = 0
+        /// The offset each partition should deliver next, to notice when the log skipped ahead.
+        var expectedOffsets: [TopicPartition: Int64] = [:]
+        /// Offsets of committed batches since the assignment, committed synchronously again on revoke.
+        var processedOffsets: [TopicPartition: Int64] = [:]
+    }
+
+    private let state = Mutex(State())
+    private let wake = DispatchSemaphore(value: 0)
+    private let batchSink: AsyncThrowingStream<ConsumerBatch, Error>.Continuation
+    private let eventSink: AsyncStream<KafkaConsumerEvent>.Continuation
+    let logger: Logger
+
+    init(
+        batchSink: AsyncThrowingStream<ConsumerBatch, Error>.Continuation,
+        eventSink: AsyncStream<KafkaConsumerEvent>.Continuation,
+        logger: Logger
+    ) {
+        self.batchSink = batchSink
+        self.eventSink = eventSink
+        self.logger = logger
+    }
+
+    func acknowledge(_ batchID: UInt64, _ acknowledgement: BatchAcknowledgement) {
+        let accepted = state.withLock { state -> KafkaError? in
+            guard !state.stopping else { return KafkaError.consumerClosed }
+            guard state.batchInHand == batchID, state.acknowledgement == nil else { return KafkaError.unknownBatch(batchID) }
+            state.acknowledgement = acknowledgement
+            return nil
+        }
+        if let error = accepted {
+            acknowledgement.fail(error)
+        } else {
+            wake.signal()
+        }
+    }
+
+    func stop() {
+        let pending = state.withLock { state in
+            state.stopping = true
+            defer { state.acknowledgement = nil }
+            return state.acknowledgement
+        }
+        pending?.fail(.consumerClosed)
+        wake.signal()
+    }
+
+    func report(_ event: KafkaConsumerEvent) {
+        switch event {
+        case .offsetFellOffLog(let partition, let expected, let resumedAt):
+            logger.critical("offsets \(expected)..<\(resumedAt) of \(partition) fell off the log before this group read them: those messages are lost to it")
+        case .error(let error):
+            logger.error("\(error)")
+        case .assigned(let partitions):
+            logger.info("assigned \(partitions.count) partitions")
+        case .revoked(let partitions):
+            logger.info("revoked \(partitions.count) partitions")
+        }
+        eventSink.yield(event)
+    }
+
+    // MARK: The poll thread
+
+    func run(client: RdKafkaClient, batching: ConsumerBatching, thread: PollThread) {
+        let rk = client.handle
+        let queue = rd_kafka_queue_get_consumer(rk)!
+        defer { rd_kafka_queue_destroy(queue) }
+        let spare = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: batching.maxMessages)
+        defer { spare.deallocate() }
+        let lingerMilliseconds = Int32(batching.linger.components.seconds * 1000
+            + batching.linger.components.attoseconds / 1_000_000_000_000_000)
+
+        while !thread.isStopping {
+            // Block for the first message only: a batch call would wait out its whole timeout unless the batch filled.
+            guard let first = rd_kafka_consumer_poll(rk, 100) else { continue }
+            let generation = state.withLock { $0.assignmentGeneration }
+            var raw = [first]
+            if batching.maxMessages > 1 {
+                let count = rd_kafka_consume_batch_queue(queue, lingerMilliseconds, spare, batching.maxMessages - 1)
+                for index in 0..<max(0, count) { raw.append(spare[index]!) }
+            }
+            var topicNames = TopicNames()
+            let messages = raw.compactMap { convert($0, topicNames: &topicNames) }
+            raw.forEach { rd_kafka_message_destroy($0) }
+            if let fatal = client.fatalError() {
+                batchSink.finish(throwing: fatal)
+                break
+            }
+            guard !messages.isEmpty else { continue }
+            if state.withLock({ $0.assignmentGeneration }) != generation {
+                rewind(rk, to: ConsumerBatch(id: 0, messages: messages).firstOffsets)
+                continue
+            }
+            guard let batch = handOver(messages) else { break }
+            guard let acknowledgement = awaitAcknowledgement(of: batch) else { break }
+            switch acknowledgement {
+            case .commit(let offsets, let continuation):
+                state.withLock { $0.processedOffsets.merge(offsets) { max($0, $1) } }
+                continuation.resume(with: Result { try commit(rk, offsets, synchronously: false) })
+            case .release(let offsets, let continuation):
+                rewind(rk, to: offsets)
+                continuation.resume()
+            }
+        }
+        // Closing revokes the assignment through the rebalance callback, on this thread.
+        rd_kafka_consumer_close(rk)
+        batchSink.finish()
+        eventSink.finish()
+    }
+
+    /// Copies a librdkafka message into Swift, or reports it if it carries an error.
+    private func convert(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>, topicNames: inout TopicNames) -> ConsumedMessage? {
+        let message = pointer.pointee
+        let topic = topicNames.name(of: message.rkt)
+        guard message.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            switch message.err {
+            case RD_KAFKA_RESP_ERR__PARTITION_EOF:
+                break
+            case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE, RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
+                report(.error(.from(message.err, operation: "fetch \(TopicPartition(topic, message.partition)) at offset \(message.offset)")))
+            default:
+                report(.error(.from(message.err, operation: "consume")))
+            }
+            return nil
+        }
+        let key = message.key.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
+        let value = message.payload.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: message.len)) } ?? []
+        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
+        return ConsumedMessage(
+            topic: topic, partition: message.partition, offset: message.offset,
+            key: key, value: value, headers: headers(of: pointer),
+            timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp
+        )
+    }
+
+    private func headers(of message: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
+        var list: OpaquePointer?
+        guard rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+        var headers: [KafkaHeader] = []
+        var index = 0
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            let bytes = value.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+            headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", bytes))
+            index += 1
+        }
+        return headers
+    }
+
+    /// Notices a partition whose log skipped ahead of where this group was reading. librdkafka delivers each
+    /// partition's messages in offset order, so only the first offset of each partition in a batch can skip.
+    private func noticeSkippedOffsets(_ batch: ConsumerBatch) {
+        let skips = state.withLock { state in
+            var skips: [KafkaConsumerEvent] = []
+            for range in batch.ranges {
+                if let expected = state.expectedOffsets[range.partition], range.first > expected {
+                    skips.append(.offsetFellOffLog(range.partition, expected: expected, resumedAt: range.first))
+                }
+                state.expectedOffsets[range.partition] = range.last + 1
+            }
+            return skips
+        }
+        skips.forEach(report)
+    }
+
+    private func handOver(_ messages: [ConsumedMessage]) -> ConsumerBatch? {
+        let id = state.withLock { state -> UInt64? in
+            guard !state.stopping else { return nil }
+            state.nextBatchID += 1
+            state.batchInHand = state.nextBatchID
+            return state.nextBatchID
+        }
+        guard let id else { return nil }
+        let batch = ConsumerBatch(id: id, messages: messages)
+        noticeSkippedOffsets(batch)
+        batchSink.yield(batch)
+        return batch
+    }
+
+    private func awaitAcknowledgement(of batch: ConsumerBatch) -> BatchAcknowledgement? {
+        while true {
+            wake.wait()
+            let outcome = state.withLock { state -> (done: Bool, BatchAcknowledgement?) in
+                if state.stopping { return (true, nil) }
+                guard let acknowledgement = state.acknowledgement else { return (false, nil) }
+                state.acknowledgement = nil
+                state.batchInHand = nil
+                return (true, acknowledgement)
+            }
+            if outcome.done { return outcome.1 }
+        }
+    }
+
+    private func commit(_ rk: OpaquePointer, _ offsets: [TopicPartition: Int64], synchronously: Bool) throws {
+        try withPartitionList(offsets.sorted { $0.key < $1.key }) { list in
+            let code = rd_kafka_commit(rk, list, synchronously ? 0 : 1)
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "commit offsets") }
+            if let failed = list.entries.first(where: { $0.error != RD_KAFKA_RESP_ERR_NO_ERROR }) {
+                throw KafkaError.from(failed.error, operation: "commit offset of \(failed.partition)")
+            }
+        }
+    }
+
+    /// Moves each still-assigned partition back so that these offsets are delivered again.
+    private func rewind(_ rk: OpaquePointer, to offsets: [TopicPartition: Int64]) {
+        let assigned = state.withLock { state in
+            let assigned = offsets.filter { state.assignment.contains($0.key) }
+            for (partition, offset) in assigned { state.expectedOffsets[partition] = offset }
+            return assigned
+        }
+        guard !assigned.isEmpty else { return }
+        withPartitionList(assigned.sorted { $0.key < $1.key }) { list in
+            if let error = rd_kafka_seek_partitions(rk, list, 5000) {
+                report(.error(.from(rd_kafka_error_code(error), operation: "rewind \(assigned.keys.sorted())")))
+                rd_kafka_error_destroy(error)
+            }
+        }
+    }
+
+    // MARK: Rebalance, on the poll thread
+
+    fileprivate func rebalance(_ rk: OpaquePointer, _ code: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        let partitions = list.entries.map(\.partition).sorted()
+        if code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            let committed = committedOffsets(rk, list)
+            state.withLock { state in
+                state.assignment = Set(partitions)
+                state.assignmentGeneration += 1
+                state.expectedOffsets = committed
+            }
+            let assignCode = rd_kafka_assign(rk, list)
+            if assignCode != RD_KAFKA_RESP_ERR_NO_ERROR { report(.error(.from(assignCode, operation: "assign"))) }
+            report(.assigned(partitions))
+        } else {
+            // No batch is in hand during a poll, so every processed offset is known: commit them all before
+            // the partitions go, synchronously, in case an asynchronous commit has not reached the coordinator.
+            let processed = state.withLock { state in
+                state.assignment = []
+                state.assignmentGeneration += 1
+                state.expectedOffsets = [:]
+                defer { state.processedOffsets = [:] }
+                return state.processedOffsets
+            }
+            if !processed.isEmpty {
+                do { try commit(rk, processed, synchronously: true) } catch let error as KafkaError { report(.error(error)) } catch {}
+            }
+            rd_kafka_assign(rk, nil)
+            if code == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                report(.revoked(partitions))
+            } else {
+                report(.error(.from(code, operation: "rebalance")))
+            }
+        }
+    }
+
+    /// The group's committed offsets for newly assigned partitions, so a skip past them can be noticed.
+    private func committedOffsets(_ rk: OpaquePointer, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [TopicPartition: Int64] {
+        guard let copy = rd_kafka_topic_partition_list_copy(list) else { return [:] }
+        defer { rd_kafka_topic_partition_list_destroy(copy) }
+        guard rd_kafka_committed(rk, copy, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR else { return [:] }
+        var offsets: [TopicPartition: Int64] = [:]
+        for entry in copy.entries where entry.error == RD_KAFKA_RESP_ERR_NO_ERROR && entry.offset >= 0 {
+            offsets[entry.partition] = entry.offset
+        }
+        return offsets
+    }
+}
+
+/// Reports failed asynchronous commits; librdkafka calls it from inside a consumer poll.
+/// A commit refused because the group is rebalancing is expected: the synchronous commit on revoke covers it.
+private let offsetCommitCallback: @convention(c) (
+    OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
+) -> Void = { _, code, _, opaque in
+    guard let opaque, code != RD_KAFKA_RESP_ERR_NO_ERROR, code != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
+    let core = Unmanaged<ConsumerCore>.fromOpaque(opaque).takeUnretainedValue()
+    switch code {
+    case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
+        core.logger.debug("asynchronous commit refused during a rebalance; the commit on revoke covers it")
+    default:
+        core.report(.error(.from(code, operation: "commit offsets")))
+    }
+}
+
+/// librdkafka calls this from inside a consumer poll, so always on the consumer's poll thread.
+private let rebalanceCallback: @convention(c) (
+    OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
+) -> Void = { rk, code, list, opaque in
+    guard let rk, let list, let opaque else { return }
+    Unmanaged<ConsumerCore>.fromOpaque(opaque).takeUnretainedValue().rebalance(rk, code, list)
+}

@@ -1,0 +1,57 @@
+import CRdKafka
+
+/// Every failure the Kafka layer reports. Each case says what went wrong and, where it can, what to change.
+public enum KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// librdkafka refused a property: unknown name or invalid value. `message` is librdkafka's own.
+    case invalidProperty(name: String, message: String)
+    /// A required setting is absent; `hint` says where it can come from.
+    case missingSetting(name: String, hint: String)
+    /// A malformed `key=value` override or properties-file line.
+    case malformedProperty(String)
+    /// `rd_kafka_new` failed.
+    case clientCreationFailed(String)
+    /// An error code returned by librdkafka or a broker, with the operation it belongs to.
+    case broker(code: Int32, name: String, message: String, operation: String)
+    /// The consumer was closed while the operation was pending.
+    case consumerClosed
+    /// The commit named a batch that is not the one in hand.
+    case unknownBatch(UInt64)
+    /// librdkafka raised a fatal error: the client is unusable and must be recreated.
+    case fatal(String)
+
+    static func from(_ code: rd_kafka_resp_err_t, operation: String) -> KafkaError {
+        .broker(
+            code: code.rawValue,
+            name: String(cString: rd_kafka_err2name(code)),
+            message: String(cString: rd_kafka_err2str(code)),
+            operation: operation
+        )
+    }
+
+    public var description: String {
+        switch self {
+        case .invalidProperty(let name, let message):
+            "invalid Kafka property '\(name)': \(message)"
+        case .missingSetting(let name, let hint):
+            "missing setting \(name): \(hint)"
+        case .malformedProperty(let text):
+            "malformed Kafka property '\(text)': expected key=value"
+        case .clientCreationFailed(let message):
+            "could not create the Kafka client: \(message)"
+        case .broker(_, let name, let message, let operation):
+            "\(operation) failed: \(name): \(message)"
+        case .consumerClosed:
+            "the consumer is closed"
+        case .unknownBatch(let id):
+            "batch \(id) is not the batch in hand; commit each batch once, in order"
+        case .fatal(let message):
+            "fatal Kafka error: \(message)"
+        }
+    }
+
+    /// The librdkafka error code, where there is one.
+    public var code: Int32? {
+        if case .broker(let code, _, _, _) = self { return code }
+        return nil
+    }
+}

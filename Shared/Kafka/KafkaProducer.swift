@@ -1,0 +1,264 @@
+import CRdKafka
+import Logging
+import Synchronization
+
+/// A keyed, idempotent producer. Each `send` returns when every delivery report of its messages is in.
+///
+/// A dedicated thread serves librdkafka's delivery reports as they arrive; no one sleeps waiting for them.
+/// When librdkafka's local queue is full, senders wait for reports to free room, so no message is dropped.
+public final class KafkaProducer: Sendable {
+    private let client: RdKafkaClient
+    private let pollThread: PollThread
+    private let room = QueueRoom()
+    private let topics: TopicHandles
+    private let logger: Logger
+
+    public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "emporium.kafka.producer")) throws {
+        self.logger = logger
+        let client = try RdKafkaClient(type: RD_KAFKA_PRODUCER, properties: configuration.producerProperties()) { conf in
+            rd_kafka_conf_set_dr_msg_cb(conf, deliveryReportCallback)
+        }
+        self.client = client
+        topics = TopicHandles(client: client)
+        let room = self.room
+        // Waking a blocked sender for every few reports would hop threads per message; wait for half the queue.
+        let lowWater = Int32(configuration.producerProperties()["queue.buffering.max.messages"].flatMap(Int32.init) ?? 100_000) / 2
+        pollThread = PollThread(name: "kafka-producer-poll") { thread in
+            while !thread.isStopping {
+                if rd_kafka_poll(client.handle, 100) > 0, room.hasWaiters, rd_kafka_outq_len(client.handle) <= lowWater {
+                    room.signal()
+                }
+            }
+        }
+    }
+
+    /// Sends one message and returns where it was stored.
+    @discardableResult
+    public func send(_ message: OutgoingMessage) async throws -> DeliveryReport {
+        try await send([message])[0].get()
+    }
+
+    /// Sends messages in order and returns one result per message, in the same order, once all reports are in.
+    public func send(_ messages: [OutgoingMessage]) async -> [Result<DeliveryReport, KafkaError>] {
+        guard !messages.isEmpty else { return [] }
+        let pending = PendingDeliveries(count: messages.count)
+        var topicName = ""
+        var topic: OpaquePointer?
+        for index in messages.indices {
+            if topic == nil || messages[index].topic != topicName {
+                topicName = messages[index].topic
+                topic = topics.handle(for: topicName)
+            }
+            while true {
+                let generation = room.generation
+                let code = enqueue(messages[index], topic: topic!, opaque: pending.opaque(for: index))
+                if code == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                    await room.wait(after: generation)
+                    continue
+                }
+                if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    pending.record(index, .failure(.from(code, operation: "produce to \(topicName)")))
+                }
+                break
+            }
+        }
+        return await pending.results()
+    }
+
+    /// Hands one message to librdkafka. On any error librdkafka keeps nothing, so the headers are freed here.
+    private func enqueue(_ message: OutgoingMessage, topic: OpaquePointer, opaque: UnsafeMutableRawPointer) -> rd_kafka_resp_err_t {
+        let headers = message.headers.isEmpty ? nil : makeHeaders(message.headers)
+        let code = message.value.withUnsafeBytes { value in
+            withKeyBytes(message.key) { key in
+                emporium_produce(
+                    client.handle, topic, message.partition ?? RD_KAFKA_PARTITION_UA,
+                    key.baseAddress, key.count, value.baseAddress, value.count, headers, opaque
+                )
+            }
+        }
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR, let headers { rd_kafka_headers_destroy(headers) }
+        return code
+    }
+
+    /// Waits up to `timeout` for every queued message to be delivered; returns false if some were not.
+    @discardableResult
+    public func flush(timeout: Duration = .seconds(10)) async -> Bool {
+        let client = self.client
+        let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let result = try? await offloaded { rd_kafka_flush(client.handle, milliseconds) }
+        if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.warning("flush timed out with \(rd_kafka_outq_len(client.handle)) messages undelivered")
+            return false
+        }
+        return true
+    }
+
+    /// Flushes, then stops the poll thread. The client is destroyed when the last reference goes.
+    public func close(flushTimeout: Duration = .seconds(10)) async {
+        await flush(timeout: flushTimeout)
+        let client = self.client
+        pollThread.requestStop {
+            let queue = rd_kafka_queue_get_main(client.handle)
+            rd_kafka_queue_yield(queue)
+            rd_kafka_queue_destroy(queue)
+        }
+        await pollThread.join()
+    }
+
+    /// Messages handed to librdkafka and not yet reported on.
+    public var queuedCount: Int { Int(rd_kafka_outq_len(client.handle)) }
+}
+
+private func withKeyBytes<T>(_ key: [UInt8]?, _ body: (UnsafeRawBufferPointer) -> T) -> T {
+    guard let key else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+    return key.withUnsafeBytes(body)
+}
+
+private func makeHeaders(_ headers: [KafkaHeader]) -> OpaquePointer {
+    let list = rd_kafka_headers_new(headers.count)!
+    for header in headers {
+        header.value.withUnsafeBytes { value in
+            _ = rd_kafka_header_add(list, header.name, -1, value.baseAddress, value.count)
+        }
+    }
+    return list
+}
+
+/// librdkafka topic handles by name, created once per topic. Creating one asks for the topic's metadata at once,
+/// where producing by name would leave the first messages waiting for librdkafka's one-second topic scan.
+///
+/// `@unchecked Sendable` is safe because the handles are only added, under the lock, and destroyed in `deinit`,
+/// when no sender can hold one any more; librdkafka's topic handles are thread-safe.
+private final class TopicHandles: @unchecked Sendable {
+    private let client: RdKafkaClient
+    private let handles = Mutex<[String: OpaquePointer]>([:])
+
+    init(client: RdKafkaClient) {
+        self.client = client
+    }
+
+    func handle(for topic: String) -> OpaquePointer {
+        handles.withLock { handles in
+            if let handle = handles[topic] { return handle }
+            let handle = rd_kafka_topic_new(client.handle, topic, nil)!
+            handles[topic] = handle
+            return handle
+        }
+    }
+
+    deinit {
+        handles.withLock { $0.values.forEach { rd_kafka_topic_destroy($0) } }
+    }
+}
+
+/// The results of one `send` call, filled in by delivery reports on the poll thread.
+///
+/// librdkafka carries one opaque pointer per message. Each points at that message's slot in one buffer per call,
+/// and each slot holds this object's address, so a report finds its call and its index without an allocation
+/// per message.
+private final class PendingDeliveries: Sendable {
+    private struct State {
+        var results: [Result<DeliveryReport, KafkaError>?]
+        var remaining: Int
+        var waiter: CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>?
+    }
+
+    private let state: Mutex<State>
+    /// Memory librdkafka points into: written only in `init`, then only read (by the poll thread),
+    /// and freed in `deinit`, which cannot run before the last report because `send` awaits it.
+    nonisolated(unsafe) private let slots: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+
+    init(count: Int) {
+        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count))
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil, count: count)
+        let address = Unmanaged.passUnretained(self).toOpaque()
+        for index in 0..<count { slots[index] = address }
+    }
+
+    deinit {
+        slots.deallocate()
+    }
+
+    func opaque(for index: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(slots + index)
+    }
+
+    /// Resolves a delivery report's opaque pointer to its call and index.
+    static func resolve(_ opaque: UnsafeMutableRawPointer) -> (PendingDeliveries, Int) {
+        let slot = opaque.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        let pending = Unmanaged<PendingDeliveries>.fromOpaque(slot.pointee!).takeUnretainedValue()
+        return (pending, slot - pending.slots)
+    }
+
+    func record(_ index: Int, _ result: Result<DeliveryReport, KafkaError>) {
+        let finished = state.withLock { state -> (CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>, [Result<DeliveryReport, KafkaError>])? in
+            state.results[index] = result
+            state.remaining -= 1
+            guard state.remaining == 0, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return (waiter, state.results.map { $0! })
+        }
+        if let (waiter, results) = finished { waiter.resume(returning: results) }
+    }
+
+    func results() async -> [Result<DeliveryReport, KafkaError>] {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> [Result<DeliveryReport, KafkaError>]? in
+                if state.remaining == 0 { return state.results.map { $0! } }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}
+
+/// Lets senders wait, without sleeping, for delivery reports to free room in librdkafka's queue.
+private final class QueueRoom: Sendable {
+    private struct State {
+        var generation: UInt64 = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    var generation: UInt64 { state.withLock { $0.generation } }
+
+    var hasWaiters: Bool { state.withLock { !$0.waiters.isEmpty } }
+
+    /// Called by the poll thread after it served reports.
+    func signal() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.generation &+= 1
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the queue has drained since `generation` was read.
+    func wait(after generation: UInt64) async {
+        await withCheckedContinuation { continuation in
+            let served = state.withLock { state in
+                if state.generation != generation { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if served { continuation.resume() }
+        }
+    }
+}
+
+/// librdkafka calls this on the poll thread, once per message, with the opaque passed at produce time.
+private let deliveryReportCallback: @convention(c) (
+    OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?
+) -> Void = { _, message, _ in
+    guard let message, let opaque = message.pointee._private else { return }
+    let (pending, index) = PendingDeliveries.resolve(opaque)
+    let code = message.pointee.err
+    let result: Result<DeliveryReport, KafkaError> = code == RD_KAFKA_RESP_ERR_NO_ERROR
+        ? .success(DeliveryReport(partition: message.pointee.partition, offset: message.pointee.offset))
+        : .failure(.from(code, operation: "deliver to \(String(cString: rd_kafka_topic_name(message.pointee.rkt)))"))
+    pending.record(index, result)
+}

@@ -1,0 +1,83 @@
+import CRdKafka
+
+/// Owns one `rd_kafka_t` and destroys it when the last reference goes.
+///
+/// `@unchecked Sendable` is safe because the pointer never changes after `init`, librdkafka documents every
+/// call on an `rd_kafka_t` that Emporium makes as thread-safe, and `deinit` runs only when no thread holds
+/// the client any more. State that Swift code mutates lives elsewhere, behind locks.
+final class RdKafkaClient: @unchecked Sendable {
+    let handle: OpaquePointer
+    /// The object librdkafka's callbacks reach through the opaque pointer; released only after `rd_kafka_destroy`,
+    /// which may still call them.
+    private let callbackContext: (any Sendable & AnyObject)?
+
+    /// Creates the client. `configure` may install callbacks on the raw `rd_kafka_conf_t` before it is consumed.
+    init(
+        type: rd_kafka_type_t,
+        properties: [String: String],
+        callbackContext: (any Sendable & AnyObject)? = nil,
+        configure: (OpaquePointer) -> Void = { _ in }
+    ) throws {
+        self.callbackContext = callbackContext
+        let conf = try Self.makeConf(properties)
+        configure(conf)
+        var errstr = [CChar](repeating: 0, count: 512)
+        guard let handle = rd_kafka_new(type, conf, &errstr, errstr.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError.clientCreationFailed(errstr.nulTerminatedString)
+        }
+        self.handle = handle
+    }
+
+    deinit {
+        rd_kafka_destroy(handle)
+    }
+
+    /// Builds a configuration, failing on the first property librdkafka rejects with its name and reason.
+    static func makeConf(_ properties: [String: String]) throws -> OpaquePointer {
+        let conf = rd_kafka_conf_new()!
+        var errstr = [CChar](repeating: 0, count: 512)
+        for (name, value) in properties.sorted(by: { $0.key < $1.key }) {
+            if rd_kafka_conf_set(conf, name, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
+                rd_kafka_conf_destroy(conf)
+                throw KafkaError.invalidProperty(name: name, message: errstr.nulTerminatedString)
+            }
+        }
+        return conf
+    }
+
+    /// The fatal error librdkafka has raised on this client, if any.
+    func fatalError() -> KafkaError? {
+        var errstr = [CChar](repeating: 0, count: 512)
+        let code = rd_kafka_fatal_error(handle, &errstr, errstr.count)
+        return code == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : .fatal(errstr.nulTerminatedString)
+    }
+}
+
+/// Builds an `rd_kafka_topic_partition_list_t`, hands it to `body`, and frees it.
+func withPartitionList<T>(
+    _ entries: [(TopicPartition, Int64)],
+    _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) throws -> T
+) rethrows -> T {
+    let list = rd_kafka_topic_partition_list_new(Int32(entries.count))!
+    defer { rd_kafka_topic_partition_list_destroy(list) }
+    for (partition, offset) in entries {
+        rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition).pointee.offset = offset
+    }
+    return try body(list)
+}
+
+extension UnsafeMutablePointer where Pointee == rd_kafka_topic_partition_list_t {
+    /// The entries as Swift values: partition, offset, and the per-entry error code.
+    var entries: [(partition: TopicPartition, offset: Int64, error: rd_kafka_resp_err_t)] {
+        (0..<Int(pointee.cnt)).map { index in
+            let element = pointee.elems[index]
+            return (TopicPartition(String(cString: element.topic), element.partition), element.offset, element.err)
+        }
+    }
+}
+
+extension Array where Element == CChar {
+    /// The text of a C error buffer that librdkafka filled in.
+    var nulTerminatedString: String { withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
+}

@@ -1,0 +1,153 @@
+import Kafka
+import Testing
+
+@Suite(.serialized) struct ProducerConsumerTests {
+    @Test func keyedMessagesRoundTripInPerKeyOrderOnTheirMurmur2Partition() async throws {
+        let cluster = try TestCluster(partitions: 6)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        let sent = cluster.messages(count: 3_000, keys: 40)
+        let reports = await producer.send(sent)
+        for report in reports { _ = try report.get() }
+        await producer.close()
+
+        let consumer = try KafkaConsumer(configuration: cluster.configuration, group: "round-trip", topics: [cluster.topic])
+        let ledger = Ledger()
+        try await within(.seconds(60), "consume 3,000 messages") {
+            try await consume(consumer, into: ledger) { ledger.count >= sent.count }
+        }
+        await consumer.close()
+
+        let received = ledger.messages
+        #expect(received.count == sent.count)
+        var lastIndexByKey: [String: Int] = [:]
+        for message in received {
+            let key = try #require(message.keyString)
+            let index = try #require(Int(String(decoding: message.value, as: UTF8.self)))
+            #expect(message.partition == Murmur2.partition(for: key, partitionCount: cluster.partitions))
+            #expect(message.header("event-type") == "Test")
+            #expect(message.header("index") == "\(index)")
+            #expect(index > lastIndexByKey[key, default: -1], "key \(key) went backwards")
+            lastIndexByKey[key] = index
+        }
+        // Delivery reports name the same partition the consumer found each message in.
+        for (index, report) in reports.enumerated() {
+            let key = "key-\(index % 40)"
+            #expect(try report.get().partition == Murmur2.partition(for: key, partitionCount: cluster.partitions))
+        }
+    }
+
+    @Test func aRestartedConsumerResumesFromItsCommittedOffset() async throws {
+        let cluster = try TestCluster(partitions: 3)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        for report in await producer.send(cluster.messages(count: 600, keys: 10)) { _ = try report.get() }
+
+        let first = try KafkaConsumer(
+            configuration: cluster.configuration, group: "restart", topics: [cluster.topic],
+            batching: ConsumerBatching(maxMessages: 50))
+        let before = Ledger()
+        try await within(.seconds(60), "first consumer reads 200") {
+            try await consume(first, into: before) { before.count >= 200 }
+        }
+        await first.close()
+
+        for report in await producer.send(cluster.messages(count: 100, keys: 10)) { _ = try report.get() }
+        await producer.close()
+
+        let second = try KafkaConsumer(configuration: cluster.configuration, group: "restart", topics: [cluster.topic])
+        let after = Ledger()
+        let expected = 700 - before.count
+        try await within(.seconds(60), "second consumer reads the rest") {
+            try await consume(second, into: after) { after.count >= expected }
+        }
+        await second.close()
+
+        let positions = (before.messages + after.messages).map { "\($0.partition):\($0.offset)" }
+        #expect(after.count == expected, "the restarted consumer read again what was committed, or skipped some")
+        #expect(Set(positions).count == 700)
+    }
+
+    @Test func aSecondMemberJoiningMidStreamSplitsThePartitionsWithoutRedeliveryOrSkip() async throws {
+        let cluster = try TestCluster(partitions: 6)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        let messages = cluster.messages(count: 4_000, keys: 100)
+        for report in await producer.send(Array(messages[..<2_000])) { _ = try report.get() }
+
+        let ledger = Ledger()
+        let batching = ConsumerBatching(maxMessages: 20)
+        let first = try KafkaConsumer(configuration: cluster.configuration, group: "split", topics: [cluster.topic], batching: batching)
+        let firstRun = Task { try await consume(first, into: ledger) { false } }
+        try await waitUntil(.seconds(30), "the first member drains the first half") { ledger.count >= 2_000 }
+
+        let second = try KafkaConsumer(configuration: cluster.configuration, group: "split", topics: [cluster.topic], batching: batching)
+        let secondRun = Task { try await consume(second, into: ledger) { false } }
+        try await waitUntil(.seconds(30), "the group rebalances over both members") {
+            !second.assignment().isEmpty && first.assignment().count < 6
+        }
+        #expect(first.assignment().count + second.assignment().count == 6)
+        #expect(Set(first.assignment()).isDisjoint(with: second.assignment()))
+
+        for report in await producer.send(Array(messages[2_000...])) { _ = try report.get() }
+        await producer.close()
+        try await waitUntil(.seconds(30), "both members drain the second half") { ledger.count >= 4_000 }
+        await first.close()
+        await second.close()
+        let counts = (try await firstRun.value, try await secondRun.value)
+
+        #expect(counts.0 > 2_000 && counts.1 > 0, "both members processed messages after the rebalance")
+        let positions = ledger.messages.map { "\($0.partition):\($0.offset)" }
+        #expect(positions.count == 4_000, "a message was delivered again")
+        #expect(Set(positions).count == 4_000, "a message was skipped or delivered twice")
+    }
+
+    @Test func aMessageOverTheSizeLimitFailsToTheSender() async throws {
+        let cluster = try TestCluster(partitions: 1, extra: ["producer.message.max.bytes": "10000"])
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        let small = OutgoingMessage(topic: cluster.topic, key: "k", value: Array(repeating: 1, count: 100))
+        let large = OutgoingMessage(topic: cluster.topic, key: "k", value: Array(repeating: 1, count: 20_000))
+        let results = await producer.send([small, large])
+        await producer.close()
+        #expect((try? results[0].get()) != nil)
+        #expect {
+            try results[1].get()
+        } throws: { error in
+            (error as? KafkaError)?.code == 10 // MSG_SIZE_TOO_LARGE
+        }
+    }
+
+    @Test func aDeliveryThatCannotReachABrokerFailsToTheSender() async throws {
+        let cluster = try TestCluster(partitions: 1, extra: ["producer.message.timeout.ms": "1500"])
+        try cluster.cluster.setAllBrokersDown()
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        let result = try await within(.seconds(30), "the delivery report") {
+            await producer.send([OutgoingMessage(topic: cluster.topic, key: "k", value: [1])])[0]
+        }
+        await producer.close(flushTimeout: .seconds(1))
+        #expect {
+            try result.get()
+        } throws: { error in
+            (error as? KafkaError)?.code == -192 // _MSG_TIMED_OUT
+        }
+    }
+
+    @Test func watermarksAndCommittedOffsetsShowAGroupsLag() async throws {
+        let cluster = try TestCluster(partitions: 2)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        for report in await producer.send(cluster.messages(count: 100, keys: 7)) { _ = try report.get() }
+        await producer.close()
+
+        let consumer = try KafkaConsumer(configuration: cluster.configuration, group: "lag", topics: [cluster.topic])
+        let ledger = Ledger()
+        try await within(.seconds(60), "consume everything") {
+            try await consume(consumer, into: ledger) { ledger.count >= 100 }
+        }
+        await consumer.close()
+
+        let admin = try KafkaAdmin(configuration: cluster.configuration)
+        let offsets = try await admin.offsets(of: [cluster.topic], group: "lag")
+        #expect(offsets.count == 2)
+        #expect(offsets.map(\.high).reduce(0, +) == 100)
+        #expect(offsets.allSatisfy { $0.committed == $0.high && $0.lag == 0 })
+        let fresh = try await admin.offsets(of: [cluster.topic], group: "never-consumed")
+        #expect(fresh.map(\.lag).reduce(0, +) == 100)
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct Emporium: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emporium",
+        abstract: "Everything around Emporium's services: the embedded Kafka cluster and benchmarks.",
+        subcommands: [ClusterCommand.self, BenchCommand.self]
+    )
+
+    static func main() async {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+            return handler
+        }
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Options every command that talks to Kafka shares.
+struct KafkaOptions: ParsableArguments {
+    @Option(help: "Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else the embedded cluster's var/kafka/bootstrap).")
+    var bootstrapServers: String?
+
+    @Option(name: .customLong("kafka-property"), help: "A librdkafka property as key=value; repeatable. Prefix with producer. or consumer. to scope it.")
+    var kafkaProperties: [String] = []
+
+    @Option(help: "Emporium's runtime directory (default: $EMPORIUM_VAR, else ./var).")
+    var varDir: String = ProcessInfo.processInfo.environment["EMPORIUM_VAR"] ?? "var"
+}

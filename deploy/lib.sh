@@ -1,0 +1,53 @@
+# Shared by deploy/*.sh: locate the repository, install what is missing, build.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VAR_DIR="${EMPORIUM_VAR:-$ROOT/var}"
+export EMPORIUM_VAR="$VAR_DIR"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Swift lives in /opt/swift on Emporium's machines; elsewhere it must be on PATH already.
+if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+    export PATH="/opt/swift/usr/bin:$PATH"
+fi
+
+# Debian packages Emporium needs: librdkafka (and its mock cluster), SQLite, kcat for baselines and tests.
+ensure_dependencies() {
+    local missing=()
+    pkg-config --exists rdkafka 2>/dev/null || missing+=(librdkafka-dev)
+    [ -f /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
+    command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ! command -v swift >/dev/null 2>&1; then
+        echo "swift is not installed: Emporium needs Swift 6.1 or later on PATH" >&2
+        exit 1
+    fi
+}
+
+# Builds every product in the given configuration; a second run reuses what is built.
+build() {
+    local configuration="$1"
+    log "building ($configuration)"
+    (cd "$ROOT" && swift build -c "$configuration" 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Planning)' >&2)
+    BIN_DIR="$(cd "$ROOT" && swift build -c "$configuration" --show-bin-path)"
+    export BIN_DIR
+}
+
+# Waits until a file exists, up to a number of seconds.
+wait_for_file() {
+    local file="$1" seconds="$2"
+    local deadline=$((SECONDS + seconds))
+    until [ -s "$file" ]; do
+        [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $file" >&2; return 1; }
+        sleep 0.1
+    done
+}
