@@ -29,6 +29,7 @@ let package = Package(
         ),
         .target(
             name: "DomainEvents",
+            dependencies: ["Kafka"],
             path: "Shared/DomainEvents"
         ),
         .executableTarget(

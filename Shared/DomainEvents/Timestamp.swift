@@ -1,0 +1,85 @@
+import Foundation
+
+/// RFC 3339 UTC timestamps with milliseconds, as the envelope's `occurredAt` and the `dlq-failed-at` header carry.
+public enum Timestamp {
+    public static func now() -> String { format(Date()) }
+
+    public static func format(_ date: Date) -> String {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(milliseconds / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+            parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec,
+            Int32(milliseconds % 1000))
+    }
+
+    public static func isValid(_ text: String) -> Bool {
+        parse(text) != nil
+    }
+
+    public static func parse(_ text: String) -> Date? {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 24, bytes[4] == 0x2d, bytes[7] == 0x2d, bytes[10] == 0x54, bytes[13] == 0x3a,
+              bytes[16] == 0x3a, bytes[19] == 0x2e, bytes[23] == 0x5a else { return nil }
+        func number(_ range: Range<Int>) -> Int32? {
+            var value: Int32 = 0
+            for byte in bytes[range] {
+                guard (0x30...0x39).contains(byte) else { return nil }
+                value = value * 10 + Int32(byte - 0x30)
+            }
+            return value
+        }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
+              let minute = number(14..<16), let second = number(17..<19), let millisecond = number(20..<23),
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month - 1
+        parts.tm_mday = day
+        parts.tm_hour = hour
+        parts.tm_min = minute
+        parts.tm_sec = second
+        let seconds = timegm(&parts)
+        return Date(timeIntervalSince1970: Double(seconds) + Double(millisecond) / 1000)
+    }
+}
+
+/// W3C trace context: the trace an HTTP request starts and each event continues with a span of its own.
+public struct TraceContext: Sendable, Hashable {
+    public let traceId: String
+    public let spanId: String
+
+    /// A new trace, for a request that carried none.
+    public static func newTrace() -> TraceContext {
+        TraceContext(traceId: randomHex(bytes: 16), spanId: randomHex(bytes: 8))
+    }
+
+    /// Parses a `traceparent` header (`00-<trace-id>-<span-id>-<flags>`).
+    public init?(traceparent: String) {
+        let parts = traceparent.split(separator: "-")
+        guard parts.count == 4, parts[0] == "00", parts[1].count == 32, parts[2].count == 16,
+              parts[1].allSatisfy(\.isHexDigit), parts[2].allSatisfy(\.isHexDigit),
+              parts[1] != String(repeating: "0", count: 32) else { return nil }
+        traceId = String(parts[1]).lowercased()
+        spanId = String(parts[2]).lowercased()
+    }
+
+    init(traceId: String, spanId: String) {
+        self.traceId = traceId
+        self.spanId = spanId
+    }
+
+    /// A span for work caused by this one: same trace, new span ID.
+    public func child() -> TraceContext {
+        TraceContext(traceId: traceId, spanId: Self.randomHex(bytes: 8))
+    }
+
+    public var traceparent: String { "00-\(traceId)-\(spanId)-01" }
+
+    private static func randomHex(bytes: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Kafka
+
+/// How events become Kafka messages and back (EVENTS.md: envelope, headers, size limit).
+public enum Wire {
+    /// A whole message (key, value and headers) is at most 256 KiB.
+    public static let maximumMessageBytes = 256 * 1024
+
+    public enum Header {
+        public static let eventType = "event-type"
+        public static let eventVersion = "event-version"
+        public static let eventId = "event-id"
+        public static let traceparent = "traceparent"
+    }
+
+    /// The message for an envelope: its topic, key, JSON value and the routing headers.
+    public static func message(for envelope: Envelope, traceparent: String?) throws -> OutgoingMessage {
+        var headers = [
+            KafkaHeader(Header.eventType, envelope.type.rawValue),
+            KafkaHeader(Header.eventVersion, String(envelope.version)),
+            KafkaHeader(Header.eventId, envelope.eventId),
+        ]
+        if let traceparent { headers.append(KafkaHeader(Header.traceparent, traceparent)) }
+        return OutgoingMessage(topic: envelope.topic.name, key: envelope.key, value: try encode(envelope), headers: headers)
+    }
+
+    public static func encode(_ envelope: Envelope) throws -> [UInt8] {
+        Array(try JSONEncoder().encode(envelope))
+    }
+
+    /// The size EVENTS.md limits: key, value and headers.
+    public static func size(of message: ConsumedMessage) -> Int {
+        (message.key?.count ?? 0) + message.value.count + message.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
+    }
+
+    /// What the headers alone say about a message: its type and version, or why it cannot be routed.
+    public static func route(_ message: ConsumedMessage) throws(EventDecodingError) -> (EventType, Int) {
+        guard let typeName = message.header(Header.eventType) else { throw .missingHeader(Header.eventType) }
+        guard let type = EventType(rawValue: typeName) else { throw .unknownType(typeName) }
+        guard let versionText = message.header(Header.eventVersion) else { throw .missingHeader(Header.eventVersion) }
+        guard let version = Int(versionText), type.supportedVersions.contains(version) else {
+            throw .unsupportedVersion(type: typeName, version: versionText)
+        }
+        return (type, version)
+    }
+
+    /// Validates a message in full against the contract and decodes its envelope.
+    public static func decode(_ message: ConsumedMessage) throws(EventDecodingError) -> Envelope {
+        let bytes = size(of: message)
+        guard bytes <= maximumMessageBytes else { throw .oversized(bytes: bytes, limit: maximumMessageBytes) }
+        let (type, version) = try route(message)
+        let envelope: Envelope
+        do {
+            envelope = try JSONDecoder().decode(Envelope.self, from: Data(message.value))
+        } catch let error as EventDecodingError {
+            throw error
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+            throw .invalidJSON(context.underlyingError.map { "\($0)" } ?? context.debugDescription)
+        } catch {
+            throw .contractViolation(describe(error))
+        }
+        try check(envelope, against: message, type: type, version: version)
+        return envelope
+    }
+
+    private static func check(_ envelope: Envelope, against message: ConsumedMessage, type: EventType, version: Int) throws(EventDecodingError) {
+        guard envelope.type == type else {
+            throw .contractViolation("the type field says \(envelope.type.rawValue) but the event-type header says \(type.rawValue)")
+        }
+        guard envelope.version == version else {
+            throw .contractViolation("the version field says \(envelope.version) but the event-version header says \(version)")
+        }
+        guard envelope.key == message.keyString else {
+            throw .contractViolation("the key field '\(envelope.key)' differs from the message key '\(message.keyString ?? "<none>")'")
+        }
+        guard envelope.key == envelope.event.key else {
+            throw .contractViolation("the key '\(envelope.key)' is not the event's \(type.rawValue) key '\(envelope.event.key)'")
+        }
+        guard UUID(uuidString: envelope.eventId) != nil else {
+            throw .contractViolation("eventId '\(envelope.eventId)' is not a UUID")
+        }
+        if let header = message.header(Header.eventId), header != envelope.eventId {
+            throw .contractViolation("the event-id header differs from eventId")
+        }
+        guard envelope.sequence >= 1 else { throw .contractViolation("sequence \(envelope.sequence) is below 1") }
+        guard Timestamp.isValid(envelope.occurredAt) else {
+            throw .contractViolation("occurredAt '\(envelope.occurredAt)' is not RFC 3339 UTC with milliseconds")
+        }
+        guard envelope.topic.name == message.topic else {
+            throw .contractViolation("\(type.rawValue) belongs on \(envelope.topic.name), not \(message.topic)")
+        }
+    }
+
+    private static func describe(_ error: Error) -> String {
+        guard let error = error as? DecodingError else { return "\(error)" }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "missing field \(path(context.codingPath + [key]))"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            return "invalid field \(path(context.codingPath)): \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
+    private static func path(_ keys: [CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+    }
+}
