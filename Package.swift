@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(
@@ -32,11 +33,25 @@ let package = Package(
             dependencies: ["Kafka"],
             path: "Shared/DomainEvents"
         ),
+        .target(
+            name: "ServiceRuntime",
+            dependencies: [
+                "Kafka",
+                "DomainEvents",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/ServiceRuntime"
+        ),
         .executableTarget(
             name: "Emporium",
             dependencies: [
                 "Kafka",
                 "DomainEvents",
+                "ServiceRuntime",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -47,6 +62,21 @@ let package = Package(
             name: "KafkaTests",
             dependencies: ["Kafka"],
             path: "Tests/KafkaTests"
+        ),
+        .testTarget(
+            name: "DomainEventsTests",
+            dependencies: ["DomainEvents", "Kafka"],
+            path: "Tests/DomainEventsTests"
+        ),
+        .testTarget(
+            name: "ServiceRuntimeTests",
+            dependencies: [
+                "ServiceRuntime", "DomainEvents", "Kafka",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/ServiceRuntimeTests"
         ),
         .testTarget(
             name: "EmporiumTests",

@@ -7,6 +7,8 @@ import Foundation
 public struct KafkaConfiguration: Sendable, Equatable {
     /// What the user set: bootstrap servers, security, any override.
     public var properties: [String: String]
+    /// Whether the bootstrap servers came from the embedded cluster's file: that cluster has no CreateTopics.
+    public var isEmbeddedCluster = false
 
     public init(_ properties: [String: String] = [:]) {
         self.properties = properties
@@ -139,6 +141,7 @@ extension KafkaConfiguration {
             }
             configuration.properties.merge(embeddedClusterTuning) { user, _ in user }
             configuration.properties["bootstrap.servers"] = servers
+            configuration.isEmbeddedCluster = true
         }
         try configuration.apply(overrides: overrides)
         return configuration

@@ -87,10 +87,18 @@ public final class KafkaProducer: Sendable {
         let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let result = try? await offloaded { rd_kafka_flush(client.handle, milliseconds) }
         if result != RD_KAFKA_RESP_ERR_NO_ERROR {
-            logger.warning("flush timed out with \(rd_kafka_outq_len(client.handle)) messages undelivered")
+            logger.warning("flush timed out with \(rd_kafka_outq_len(client.handle)) messages undelivered; purging them")
+            purge()
+            _ = try? await offloaded { rd_kafka_flush(client.handle, 1000) }
             return false
         }
         return true
+    }
+
+    /// Fails every message still queued or in flight, so that pending `send` calls return; for shutting down
+    /// while Kafka is unreachable.
+    public func purge() {
+        rd_kafka_purge(client.handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
     }
 
     /// Flushes, then stops the poll thread. The client is destroyed when the last reference goes.

@@ -1,0 +1,121 @@
+import DomainEvents
+import Foundation
+import GRDB
+import Kafka
+
+/// A message waiting to be published, written in the same transaction as the state change that caused it.
+public struct OutboxRow: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "outbox"
+
+    public var id: Int64?
+    public var topic: String
+    public var key: Data?
+    public var value: Data
+    public var headers: Data
+    public var createdAt: String
+
+    init(_ message: OutgoingMessage) {
+        topic = message.topic
+        key = message.key.map { Data($0) }
+        value = Data(message.value)
+        headers = HeaderCodec.encode(message.headers)
+        createdAt = Timestamp.now()
+    }
+
+    public var message: OutgoingMessage {
+        OutgoingMessage(topic: topic, key: key.map { Array($0) }, value: Array(value), headers: HeaderCodec.decode(headers))
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) {
+        id = inserted.rowID
+    }
+}
+
+/// What caused new events: the event being handled (or none, for an HTTP request) and its trace.
+public struct EventCause: Sendable {
+    public let eventId: String?
+    public let trace: TraceContext
+
+    public init(eventId: String?, trace: TraceContext) {
+        self.eventId = eventId
+        self.trace = trace
+    }
+
+    /// A request that carried no `traceparent` starts a new trace.
+    public static func request(traceparent: String?) -> EventCause {
+        EventCause(eventId: nil, trace: traceparent.flatMap(TraceContext.init(traceparent:)) ?? .newTrace())
+    }
+}
+
+/// The transactional outbox: events enter it with their per-key sequence in the caller's transaction.
+public enum Outbox {
+    /// Appends events caused by `cause`, each with the next `sequence` of its (topic, key) and a span of its own.
+    @discardableResult
+    public static func append(_ events: [DomainEvent], cause: EventCause, source: String, in db: Database) throws -> [Envelope] {
+        try events.map { event in
+            let envelope = Envelope(
+                eventId: UUID().uuidString.lowercased(), key: event.key,
+                sequence: try nextSequence(topic: event.topic.name, key: event.key, in: db),
+                correlationId: event.correlationId, causationId: cause.eventId,
+                occurredAt: Timestamp.now(), source: source, event: event)
+            var row = OutboxRow(try Wire.message(for: envelope, traceparent: cause.trace.child().traceparent))
+            try row.insert(db)
+            return envelope
+        }
+    }
+
+    /// Appends a raw message, such as a dead letter, to be published in order with everything else.
+    public static func append(_ message: OutgoingMessage, in db: Database) throws {
+        var row = OutboxRow(message)
+        try row.insert(db)
+    }
+
+    static func nextSequence(topic: String, key: String, in db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: """
+            INSERT INTO keySequence (topic, key, last) VALUES (?, ?, 1)
+            ON CONFLICT (topic, key) DO UPDATE SET last = last + 1
+            RETURNING last
+            """, arguments: [topic, key])!
+    }
+
+    public static func pendingCount(in db: Database) throws -> Int {
+        try OutboxRow.fetchCount(db)
+    }
+}
+
+/// Headers as stored in the outbox: per header a 2-byte name length, the name, a 4-byte value length, the value.
+enum HeaderCodec {
+    static func encode(_ headers: [KafkaHeader]) -> Data {
+        var data = Data()
+        for header in headers {
+            let name = Array(header.name.utf8)
+            append(UInt16(name.count), to: &data)
+            data.append(contentsOf: name)
+            append(UInt32(header.value.count), to: &data)
+            data.append(contentsOf: header.value)
+        }
+        return data
+    }
+
+    static func decode(_ data: Data) -> [KafkaHeader] {
+        let bytes = Array(data)
+        var headers: [KafkaHeader] = []
+        var index = 0
+        func read(_ count: Int) -> ArraySlice<UInt8>? {
+            guard index + count <= bytes.count else { return nil }
+            defer { index += count }
+            return bytes[index..<index + count]
+        }
+        while let nameLength = read(2).map({ Int($0.reduce(0) { $0 << 8 | UInt32($1) }) }),
+              let name = read(nameLength),
+              let valueLength = read(4).map({ Int($0.reduce(0) { $0 << 8 | UInt32($1) }) }),
+              let value = read(valueLength) {
+            headers.append(KafkaHeader(String(decoding: name, as: UTF8.self), Array(value)))
+        }
+        return headers
+    }
+
+    private static func append<T: FixedWidthInteger>(_ value: T, to data: inout Data) {
+        withUnsafeBytes(of: value.bigEndian) { data.append(contentsOf: $0) }
+    }
+}

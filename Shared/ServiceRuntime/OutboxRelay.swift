@@ -1,0 +1,160 @@
+import DomainEvents
+import Foundation
+import GRDB
+import Kafka
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Publishes outbox rows in the order they were written, through the idempotent producer, and deletes each
+/// row only after its delivery report. Where several instances share a database, only the holder of the
+/// relay lease runs; another takes over as soon as the holder's process dies.
+///
+/// The relay's producer never times a message out (`message.timeout.ms=0`): while Kafka is unreachable the
+/// batch in flight waits inside librdkafka, which retries, and the rows behind it wait in the outbox. A batch
+/// that fails outright is retried from its first failed row with capped exponential backoff.
+public final class OutboxRelay: Service {
+    private let database: DatabasePool
+    private let configuration: KafkaConfiguration
+    private let leasePath: String
+    private let logger: Logger
+    private let wakeup = Wakeup()
+    private let batchSize: Int
+    /// Rows written by other processes sharing the database are noticed at this interval; this process's own
+    /// writes wake the relay at once.
+    private let foreignWriteCheck: Duration
+    private let stopping = Atomic<Bool>(false)
+    private let delivered = Atomic<Int>(0)
+
+    public init(
+        database: DatabasePool, databasePath: String, configuration: KafkaConfiguration, logger: Logger,
+        batchSize: Int = 1_000, foreignWriteCheck: Duration = .milliseconds(20)
+    ) {
+        self.database = database
+        self.configuration = configuration
+        leasePath = databasePath + ".relay-lease"
+        self.logger = logger
+        self.batchSize = batchSize
+        self.foreignWriteCheck = foreignWriteCheck
+    }
+
+    /// Tells the relay that rows were written.
+    public func wake() {
+        wakeup.signal()
+    }
+
+    /// Rows delivered since start.
+    public var deliveredCount: Int { delivered.load(ordering: .relaxed) }
+
+    public func run() async throws {
+        let leasePath = self.leasePath
+        let logger = self.logger
+        guard let lease = try await cancelWhenGracefulShutdown({ try await RelayLease.acquire(at: leasePath, logger: logger) })
+        else { return }
+        defer { lease.release() }
+        logger.info("relay lease acquired; publishing the outbox")
+
+        var properties = configuration
+        properties.properties["producer.message.timeout.ms"] = "0"
+        let producer = try KafkaProducer(configuration: properties, logger: logger)
+        await withGracefulShutdownHandler {
+            await relay(through: producer)
+        } onGracefulShutdown: {
+            self.stopping.store(true, ordering: .releasing)
+            self.wakeup.signal()
+            // If Kafka is unreachable the batch in flight cannot finish: give it a few seconds, then let it fail.
+            Task {
+                try? await Task.sleep(for: .seconds(3))
+                producer.purge()
+            }
+        }
+        await producer.close(flushTimeout: .seconds(3))
+        let left = try await database.read(Outbox.pendingCount)
+        logger.info("relay stopped; \(left) rows left in the outbox")
+    }
+
+    private func relay(through producer: KafkaProducer) async {
+        var failures = 0
+        while true {
+            do {
+                if try await publishBatch(through: producer) {
+                    failures = 0
+                    continue
+                }
+            } catch {
+                failures += 1
+                let backoff = Duration.milliseconds(100) * min(1 << min(failures, 6), 50)
+                logger.error("publishing the outbox failed (attempt \(failures)); retrying in \(backoff): \(error)")
+                if stopping.load(ordering: .acquiring) || Task.isCancelled { return }
+                try? await Task.sleep(for: backoff)
+                continue
+            }
+            if stopping.load(ordering: .acquiring) || Task.isCancelled { return }
+            await wakeup.wait(upTo: foreignWriteCheck)
+        }
+    }
+
+    /// Publishes up to one batch of rows; returns false when the outbox was empty.
+    private func publishBatch(through producer: KafkaProducer) async throws -> Bool {
+        let rows = try await database.read { db in
+            try OutboxRow.order(Column("id")).limit(self.batchSize).fetchAll(db)
+        }
+        guard !rows.isEmpty else { return false }
+        let results = await producer.send(rows.map(\.message))
+        // Rows are deleted up to the first failure only, so the next attempt starts there and keeps the order.
+        let deliveredPrefix = results.prefix { if case .success = $0 { true } else { false } }.count
+        if deliveredPrefix > 0 {
+            let lastDelivered = rows[deliveredPrefix - 1].id!
+            try await database.write { db in
+                _ = try OutboxRow.filter(Column("id") <= lastDelivered).deleteAll(db)
+            }
+            delivered.add(deliveredPrefix, ordering: .relaxed)
+        }
+        if deliveredPrefix < results.count, case .failure(let error) = results[deliveredPrefix] {
+            throw error
+        }
+        return true
+    }
+}
+
+/// A wake-up call that is never lost: a signal with no one waiting is kept for the next wait.
+final class Wakeup: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter else {
+                state.pending = true
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns at the next signal, or after `timeout`.
+    func wait(upTo timeout: Duration) async {
+        let timer = Task { [self] in
+            try await Task.sleep(for: timeout)
+            signal()
+        }
+        await withCheckedContinuation { continuation in
+            let signalled = state.withLock { state in
+                if state.pending {
+                    state.pending = false
+                    return true
+                }
+                state.waiter = continuation
+                return false
+            }
+            if signalled { continuation.resume() }
+        }
+        timer.cancel()
+    }
+}

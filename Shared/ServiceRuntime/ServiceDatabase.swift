@@ -1,0 +1,53 @@
+import Foundation
+import GRDB
+
+/// Opens a service's SQLite database: WAL (a `DatabasePool`), `synchronous=NORMAL`, a busy timeout so that
+/// instances sharing the file wait for each other, and the runtime's tables migrated beside the service's own.
+public enum ServiceDatabase {
+    public static func open(at path: String, migrations: (inout DatabaseMigrator) -> Void = { _ in }) throws -> DatabasePool {
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        let pool = try DatabasePool(path: path, configuration: configuration)
+        var migrator = DatabaseMigrator()
+        registerRuntimeTables(in: &migrator)
+        migrations(&migrator)
+        try migrator.migrate(pool)
+        return pool
+    }
+
+    /// The outbox, the inbox of processed events, per-key sequences and the consumer offsets.
+    static func registerRuntimeTables(in migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("runtime-1") { db in
+            try db.create(table: "outbox") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("topic", .text).notNull()
+                table.column("key", .blob)
+                table.column("value", .blob).notNull()
+                table.column("headers", .blob).notNull()
+                table.column("createdAt", .text).notNull()
+            }
+            try db.create(table: "processedEvent") { table in
+                table.primaryKey("eventId", .text)
+                table.column("processedAt", .text).notNull()
+            }
+            try db.create(table: "keySequence") { table in
+                table.column("topic", .text).notNull()
+                table.column("key", .text).notNull()
+                table.column("last", .integer).notNull()
+                table.primaryKey(["topic", "key"])
+            }
+            try db.create(table: "consumerOffset") { table in
+                table.column("groupId", .text).notNull()
+                table.column("topic", .text).notNull()
+                table.column("partition", .integer).notNull()
+                table.column("nextOffset", .integer).notNull()
+                table.primaryKey(["groupId", "topic", "partition"])
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import DomainEvents
+import Foundation
+import GRDB
+import Kafka
+import Logging
+import ServiceLifecycle
+
+/// Runs one service: its database, its outbox relay, its consumer loop and any services of its own (an HTTP
+/// server), as one `ServiceGroup`. On SIGTERM or SIGINT the group shuts them down in reverse order: the HTTP
+/// server stops taking requests, the consumer finishes and commits its batch, the relay flushes the outbox.
+public struct ServiceHost<Handler: EventHandler> {
+    public let settings: RuntimeSettings
+    public let handler: Handler
+    public let topics: [Topic]
+    public let migrations: @Sendable (inout DatabaseMigrator) -> Void
+
+    public init(settings: RuntimeSettings, handler: Handler, topics: [Topic], migrations: @escaping @Sendable (inout DatabaseMigrator) -> Void = { _ in }) {
+        self.settings = settings
+        self.handler = handler
+        self.topics = topics
+        self.migrations = migrations
+    }
+
+    /// Opens the database and runs until shutdown. `services` adds the service's own parts, given its database
+    /// and its relay (to wake after writing to the outbox).
+    public func run(services: (DatabasePool, OutboxRelay) throws -> [any Service] = { _, _ in [] }) async throws {
+        LoggingSystem.bootstrap { [settings] label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = settings.logLevel
+            handler.metadata["instance"] = "\(settings.instanceID)"
+            return handler
+        }
+        let logger = Logger(label: settings.service)
+        let database = try ServiceDatabase.open(at: settings.databasePath, migrations: migrations)
+        if !settings.kafka.isEmbeddedCluster {
+            try await KafkaAdmin(configuration: settings.kafka).createTopics(Topic.allCases.flatMap { topic in
+                [topic.name, topic.deadLetterName].map { TopicSpec(name: $0, partitions: 12, replicationFactor: 3) }
+            })
+        }
+        let relay = OutboxRelay(database: database, databasePath: settings.databasePath, configuration: settings.kafka, logger: logger)
+        let consumer = ConsumerLoop(
+            processor: BatchProcessor(handler: handler, group: settings.group, source: settings.service, logger: logger),
+            database: database, configuration: settings.kafka, topics: topics, relay: relay, logger: logger)
+        let group = ServiceGroup(
+            services: [relay, consumer] + (try services(database, relay)),
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        logger.info("\(settings.service) starting", metadata: [
+            "database": "\(settings.databasePath)", "group": "\(settings.group)",
+            "kafka": "\(settings.kafka.bootstrapServers ?? "")",
+        ])
+        try await group.run()
+        logger.info("\(settings.service) stopped")
+    }
+}

@@ -1,0 +1,86 @@
+import DomainEvents
+import GRDB
+import Kafka
+import ServiceRuntime
+import Testing
+
+@Suite(.serialized) struct ExactlyOnceTests {
+    /// The process "dies" after its database commit and before its offset commit: the batch comes back.
+    @Test func aBatchRedeliveredAfterItsDatabaseCommitHasNoSecondEffect() async throws {
+        let fixture = try RuntimeFixture()
+        let database = try fixture.openDatabase()
+        let orders = try (0..<200).map { try RuntimeFixture.orderPlaced($0) }
+        try await fixture.produce(orders)
+
+        let processor = fixture.processor()
+        let first = try KafkaConsumer(configuration: fixture.configuration, group: processor.group, topics: [Topic.orders.name])
+        let appliedBeforeCrash = try await withTimeout(.seconds(60)) {
+            var applied = 0
+            for try await batch in first.batches {
+                applied += try await processor.process(batch.messages, in: database).applied
+                if applied >= 200 { break }
+                try await first.commit(batch)
+            }
+            return applied
+        }
+        // Dies here: the last batch is applied in the database, its offsets never reach Kafka.
+        await first.close()
+
+        let restarted = try KafkaConsumer(configuration: fixture.configuration, group: processor.group, topics: [Topic.orders.name])
+        let outcome = try await withTimeout(.seconds(60)) {
+            var outcome = BatchOutcome()
+            for try await batch in restarted.batches {
+                outcome = outcome + (try await processor.process(batch.messages, in: database))
+                try await restarted.commit(batch)
+                if outcome.alreadyApplied > 0 { break }
+            }
+            return outcome
+        }
+        await restarted.close()
+
+        #expect(appliedBeforeCrash == 200)
+        #expect(outcome.applied == 0, "a redelivered event was applied again")
+        #expect(outcome.alreadyApplied > 0, "the uncommitted batch was not redelivered")
+        let counts = try await fixture.effectCounts(in: database)
+        #expect(counts.count == 200 && counts.values.allSatisfy { $0 == 1 })
+        #expect(try await database.read(Outbox.pendingCount) == 200, "each order caused exactly one outgoing event")
+    }
+
+    /// A writer that crashed after publishing may publish the same event again: the copy has no effect.
+    @Test func aDuplicatedEventIsAppliedOnce() async throws {
+        let fixture = try RuntimeFixture(partitions: 1)
+        let database = try fixture.openDatabase()
+        let original = try RuntimeFixture.orderPlaced(1, eventId: "0b5f2f3e-8c43-4a0e-9d6a-2f1f3b9b7c11")
+        try await fixture.produce([original, try RuntimeFixture.orderPlaced(2), original])
+        let messages = try await fixture.read(Topic.orders.name, count: 3)
+
+        let outcome = try await fixture.processor().process(messages, in: database)
+        #expect(outcome.applied == 2)
+        #expect(outcome.duplicates == 1)
+        #expect(try await fixture.effectCounts(in: database) == ["order-1": 1, "order-2": 1])
+    }
+
+    @Test func outgoingEventsCarryGaplessPerKeySequencesAndTheirCause() async throws {
+        let fixture = try RuntimeFixture(partitions: 1)
+        let database = try fixture.openDatabase()
+        try await fixture.produce(try (0..<30).map { try RuntimeFixture.orderPlaced($0, customers: 3) })
+        let incoming = try await fixture.read(Topic.orders.name, count: 30)
+        _ = try await fixture.processor().process(incoming, in: database)
+
+        let rows = try await database.read { db in try OutboxRow.order(Column("id")).fetchAll(db) }
+        var lastSequence: [String: Int64] = [:]
+        for row in rows {
+            let message = row.message
+            let consumed = ConsumedMessage(topic: message.topic, partition: 0, offset: 0, key: message.key, value: message.value, headers: message.headers)
+            let envelope = try Wire.decode(consumed)
+            #expect(envelope.sequence == lastSequence[envelope.key, default: 0] + 1)
+            lastSequence[envelope.key] = envelope.sequence
+            #expect(envelope.source == "test-service")
+            let cause = try #require(incoming.first { $0.header(Wire.Header.eventId) == envelope.causationId })
+            let causeTrace = try #require(cause.header(Wire.Header.traceparent).flatMap(TraceContext.init(traceparent:)))
+            let trace = try #require(consumed.header(Wire.Header.traceparent).flatMap(TraceContext.init(traceparent:)))
+            #expect(trace.traceId == causeTrace.traceId && trace.spanId != causeTrace.spanId)
+        }
+        #expect(lastSequence == ["customer-0": 10, "customer-1": 10, "customer-2": 10])
+    }
+}

@@ -1,0 +1,152 @@
+import DomainEvents
+import Foundation
+import GRDB
+import Kafka
+import Logging
+import ServiceLifecycle
+import ServiceRuntime
+import Synchronization
+
+/// A handler that counts its effect per order and confirms each order; it fails forever on one customer.
+struct ConfirmingHandler: EventHandler {
+    static let failingCustomer = "customer-who-breaks-the-handler"
+    let handledTypes: Set<EventType> = [.orderPlaced]
+
+    func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
+        guard case .orderPlaced(let order) = envelope.event else { return [] }
+        if order.customerId == Self.failingCustomer { throw HandlerFailure() }
+        try db.execute(sql: """
+            INSERT INTO effect (orderId, count) VALUES (?, 1) ON CONFLICT (orderId) DO UPDATE SET count = count + 1
+            """, arguments: [order.orderId])
+        return [.orderConfirmed(OrderConfirmed(orderId: order.orderId, customerId: order.customerId, totalCents: order.totalCents))]
+    }
+
+    static func migrations(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("effect") { db in
+            try db.create(table: "effect") { table in
+                table.primaryKey("orderId", .text)
+                table.column("count", .integer).notNull()
+            }
+        }
+    }
+
+    struct HandlerFailure: Error, CustomStringConvertible {
+        var description: String { "the test handler always fails for this customer" }
+    }
+}
+
+/// An in-process embedded cluster with Emporium's topics, and a database in a temporary directory.
+struct RuntimeFixture {
+    let cluster: EmbeddedCluster
+    let configuration: KafkaConfiguration
+    let directory: URL
+    let logger = Logger(label: "test")
+
+    init(partitions: Int32 = 3) throws {
+        cluster = try EmbeddedCluster(brokers: 3)
+        for name in Topic.allNames {
+            try cluster.createTopic(TopicSpec(name: name, partitions: partitions, replicationFactor: 3))
+        }
+        configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, KafkaConfiguration.embeddedClusterTuning)
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-runtime-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    var databasePath: String { directory.appendingPathComponent("service.sqlite").path }
+
+    func openDatabase() throws -> DatabasePool {
+        try ServiceDatabase.open(at: databasePath, migrations: ConfirmingHandler.migrations)
+    }
+
+    func processor(group: String = "test-group") -> BatchProcessor<ConfirmingHandler> {
+        BatchProcessor(handler: ConfirmingHandler(), group: group, source: "test-service",
+                       retry: RetryPolicy(attempts: 3, initialBackoff: .milliseconds(1)), logger: logger)
+    }
+
+    /// A valid `OrderPlaced` for order `n` of one of `customers` customers.
+    static func orderPlaced(_ n: Int, customers: Int = 10, eventId: String = UUID().uuidString.lowercased()) throws -> OutgoingMessage {
+        let customer = "customer-\(n % customers)"
+        let event = DomainEvent.orderPlaced(OrderPlaced(
+            orderId: "order-\(n)", customerId: customer,
+            lines: [OrderLine(productId: "product-1", quantity: 1, unitPriceCents: 500)], totalCents: 500, currency: "EUR"))
+        let envelope = Envelope(eventId: eventId, key: customer, sequence: Int64(n + 1), correlationId: "order-\(n)",
+                                causationId: nil, occurredAt: Timestamp.now(), source: "test", event: event)
+        return try Wire.message(for: envelope, traceparent: TraceContext.newTrace().traceparent)
+    }
+
+    func produce(_ messages: [OutgoingMessage]) async throws {
+        let producer = try KafkaProducer(configuration: configuration)
+        for result in await producer.send(messages) { _ = try result.get() }
+        await producer.close()
+    }
+
+    /// Reads `topic` from the beginning in a fresh group until `count` messages arrived.
+    func read(_ topic: String, count: Int, timeout: Duration = .seconds(60)) async throws -> [ConsumedMessage] {
+        let consumer = try KafkaConsumer(configuration: configuration, group: "reader-\(UUID())", topics: [topic])
+        do {
+            let messages = try await withTimeout(timeout) {
+                var seen: [ConsumedMessage] = []
+                for try await batch in consumer.batches {
+                    seen += batch.messages
+                    try await consumer.commit(batch)
+                    if seen.count >= count { break }
+                }
+                return seen
+            }
+            await consumer.close()
+            return messages
+        } catch {
+            await consumer.close()
+            throw error
+        }
+    }
+
+    func effectCounts(in database: DatabasePool) async throws -> [String: Int] {
+        try await database.read { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT orderId, count FROM effect").map { ($0["orderId"], $0["count"]) })
+        }
+    }
+}
+
+enum FixtureError: Error { case timedOut(String) }
+
+func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let value = try await group.next() ?? nil else { throw FixtureError.timedOut("\(limit)") }
+        return value
+    }
+}
+
+/// Checks `condition` every few milliseconds until it holds; fails after `limit`.
+func waitUntil(_ limit: Duration, _ what: String, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + limit
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw FixtureError.timedOut(what) }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+/// A relay running in a service group of its own, as a service process would run it.
+struct RunningRelay {
+    let relay: OutboxRelay
+    let group: ServiceGroup
+    let task: Task<Void, Error>
+
+    init(database: DatabasePool, path: String, configuration: KafkaConfiguration) {
+        relay = OutboxRelay(database: database, databasePath: path, configuration: configuration, logger: Logger(label: "relay"))
+        let group = ServiceGroup(services: [relay], gracefulShutdownSignals: [], logger: Logger(label: "relay-group"))
+        self.group = group
+        task = Task { try await group.run() }
+    }
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+}
