@@ -1,0 +1,79 @@
+import DomainEvents
+import Foundation
+import GRDB
+import Kafka
+import ServiceRuntime
+import Testing
+
+@Suite(.serialized) struct RelayTests {
+    private func appendOrders(_ range: Range<Int>, to database: DatabasePool) async throws {
+        try await database.write { db in
+            for n in range {
+                let event = DomainEvent.orderConfirmed(OrderConfirmed(orderId: "order-\(n)", customerId: "customer-\(n % 7)", totalCents: n))
+                try Outbox.append([event], cause: .request(traceparent: nil), source: "test-service", in: db)
+            }
+        }
+    }
+
+    private func expectPerKeyOrder(_ messages: [ConsumedMessage]) throws {
+        var last: [String: Int64] = [:]
+        for message in messages {
+            let envelope = try Wire.decode(message)
+            #expect(envelope.sequence == last[envelope.key, default: 0] + 1, "\(envelope.key) out of order")
+            last[envelope.key] = envelope.sequence
+        }
+    }
+
+    @Test func rowsWaitWhileKafkaIsUnreachableAndAllArriveInPerKeyOrderWhenItReturns() async throws {
+        let fixture = try RuntimeFixture()
+        let database = try fixture.openDatabase()
+        try fixture.cluster.setAllBrokersDown()
+        let running = RunningRelay(database: database, path: fixture.databasePath, configuration: fixture.configuration)
+        for start in stride(from: 0, to: 300, by: 50) {
+            try await appendOrders(start..<start + 50, to: database)
+            running.relay.wake()
+        }
+        // The relay has had every chance to publish; with the brokers down nothing can be delivered.
+        try await Task.sleep(for: .seconds(1))
+        #expect(running.relay.deliveredCount == 0)
+        #expect(try await database.read(Outbox.pendingCount) == 300)
+
+        try fixture.cluster.setAllBrokersUp()
+        try await waitUntil(.seconds(60), "the outbox drains") { try await database.read(Outbox.pendingCount) == 0 }
+        try await running.stop()
+
+        let published = try await fixture.read(Topic.orders.name, count: 300)
+        #expect(published.count == 300)
+        #expect(Set(published.compactMap { $0.header(Wire.Header.eventId) }).count == 300)
+        try expectPerKeyOrder(published)
+    }
+
+    @Test func onlyOneOfTwoInstancesSharingADatabaseRelaysAndTheOtherTakesOver() async throws {
+        let fixture = try RuntimeFixture()
+        let first = RunningRelay(database: try fixture.openDatabase(), path: fixture.databasePath, configuration: fixture.configuration)
+        let database = try fixture.openDatabase()
+        let second = RunningRelay(database: database, path: fixture.databasePath, configuration: fixture.configuration)
+
+        try await appendOrders(0..<100, to: database)
+        first.relay.wake()
+        second.relay.wake()
+        try await waitUntil(.seconds(30), "the outbox drains") { try await database.read(Outbox.pendingCount) == 0 }
+        let delivered = (first.relay.deliveredCount, second.relay.deliveredCount)
+        #expect(delivered.0 + delivered.1 == 100)
+        #expect(delivered.0 == 0 || delivered.1 == 0, "both instances relayed")
+
+        let (leader, standby) = delivered.0 > 0 ? (first, second) : (second, first)
+        try await leader.stop()
+        let handedOver = ContinuousClock.now
+        try await appendOrders(100..<200, to: database)
+        try await waitUntil(.seconds(30), "the standby takes over") { try await database.read(Outbox.pendingCount) == 0 }
+        #expect(ContinuousClock.now - handedOver < .seconds(5))
+        #expect(standby.relay.deliveredCount == 100)
+        try await standby.stop()
+
+        let published = try await fixture.read(Topic.orders.name, count: 200)
+        #expect(published.count == 200)
+        #expect(Set(published.compactMap { $0.header(Wire.Header.eventId) }).count == 200, "an event was published twice")
+        try expectPerKeyOrder(published)
+    }
+}
