@@ -6,8 +6,8 @@ import Logging
 struct Emporium: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "emporium",
-        abstract: "Everything around Emporium's services: the embedded Kafka cluster and benchmarks.",
-        subcommands: [ClusterCommand.self, BenchCommand.self]
+        abstract: "Everything around Emporium's services: the embedded Kafka cluster, dead letters and benchmarks.",
+        subcommands: [ClusterCommand.self, DeadLetterCommand.self, BenchCommand.self]
     )
 
     static func main() async {

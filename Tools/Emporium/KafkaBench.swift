@@ -265,6 +265,7 @@ struct ClusterProcess {
     let bootstrapServers: String
     let directory: URL
 
+    /// Starts the cluster; returns once its topics exist.
     static func start(brokers: Int32, partitions: Int32, topics: [String]) async throws -> ClusterProcess {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-cluster-\(UUID().uuidString)")
         let process = Process()
