@@ -14,12 +14,15 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
     private let topics: [String]
     private let relay: OutboxRelay
     private let batching: ConsumerBatching
+    private let batchApplied: Wakeup?
     private let logger: Logger
 
     public init(
         processor: BatchProcessor<Handler>, database: DatabasePool, configuration: KafkaConfiguration,
-        topics: [Topic], relay: OutboxRelay, batching: ConsumerBatching = ConsumerBatching(), logger: Logger
+        topics: [Topic], relay: OutboxRelay, batching: ConsumerBatching = ConsumerBatching(), batchApplied: Wakeup? = nil,
+        logger: Logger
     ) {
+        self.batchApplied = batchApplied
         self.processor = processor
         self.database = database
         self.configuration = configuration
@@ -38,6 +41,7 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
             do {
                 let outcome = try await processor.process(batch.messages, in: database)
                 if outcome.emitted + outcome.deadLettered > 0 { relay.wake() }
+                if outcome.applied > 0 { batchApplied?.signal() }
                 failures = 0
             } catch {
                 // The database refused the batch (disk full, locked too long): nothing of it was applied.

@@ -118,7 +118,7 @@ public final class OutboxRelay: Service {
 }
 
 /// A wake-up call that is never lost: a signal with no one waiting is kept for the next wait.
-final class Wakeup: Sendable {
+public final class Wakeup: Sendable {
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -126,7 +126,9 @@ final class Wakeup: Sendable {
 
     private let state = Mutex(State())
 
-    func signal() {
+    public init() {}
+
+    public func signal() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard let waiter = state.waiter else {
                 state.pending = true
@@ -139,7 +141,7 @@ final class Wakeup: Sendable {
     }
 
     /// Returns at the next signal, or after `timeout`.
-    func wait(upTo timeout: Duration) async {
+    public func wait(upTo timeout: Duration) async {
         let timer = Task { [self] in
             try await Task.sleep(for: timeout)
             signal()

@@ -21,9 +21,8 @@ public struct ServiceHost<Handler: EventHandler> {
         self.migrations = migrations
     }
 
-    /// Opens the database and runs until shutdown. `services` adds the service's own parts, given its database
-    /// and its relay (to wake after writing to the outbox).
-    public func run(services: (DatabasePool, OutboxRelay) throws -> [any Service] = { _, _ in [] }) async throws {
+    /// Opens the database and runs until shutdown. `services` adds the service's own parts.
+    public func run(services: (ServiceContext) throws -> [any Service] = { _ in [] }) async throws {
         LoggingSystem.bootstrap { [settings] label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = settings.logLevel
@@ -38,11 +37,13 @@ public struct ServiceHost<Handler: EventHandler> {
             })
         }
         let relay = OutboxRelay(database: database, databasePath: settings.databasePath, configuration: settings.kafka, logger: logger)
+        let batchApplied = Wakeup()
         let consumer = ConsumerLoop(
             processor: BatchProcessor(handler: handler, group: settings.group, source: settings.service, logger: logger),
-            database: database, configuration: settings.kafka, topics: topics, relay: relay, logger: logger)
+            database: database, configuration: settings.kafka, topics: topics, relay: relay, batchApplied: batchApplied, logger: logger)
+        let context = ServiceContext(database: database, relay: relay, batchApplied: batchApplied, logger: logger)
         let group = ServiceGroup(
-            services: [relay, consumer] + (try services(database, relay)),
+            services: [relay, consumer] + (try services(context)),
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         logger.info("\(settings.service) starting", metadata: [
@@ -52,4 +53,14 @@ public struct ServiceHost<Handler: EventHandler> {
         try await group.run()
         logger.info("\(settings.service) stopped")
     }
+}
+
+/// What a service's own parts get from the host.
+public struct ServiceContext: Sendable {
+    public let database: DatabasePool
+    /// Wake it after writing to the outbox outside the consumer loop (an HTTP request).
+    public let relay: OutboxRelay
+    /// Signalled after each batch that applied at least one event.
+    public let batchApplied: Wakeup
+    public let logger: Logger
 }

@@ -1,0 +1,46 @@
+import DomainEvents
+import GRDB
+import ServiceRuntime
+
+/// inventory-service's reactions (EVENTS.md, saga step 3): reserve every line of a placed order or none, and
+/// release what it reserved for an order that is cancelled. Stock never goes below zero.
+struct InventoryHandler: EventHandler {
+    let handledTypes: Set<EventType> = [.orderPlaced, .orderCancelled]
+
+    func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
+        switch envelope.event {
+        case .orderPlaced(let order):
+            guard try Reservation.filter(Column("orderId") == order.orderId).fetchCount(db) == 0,
+                  try Shortage.fetchOne(db, key: order.orderId) == nil else { return [] }
+            let stock = try order.lines.map { line in (line, try Stock.fetchOne(db, key: line.productId)?.available ?? 0) }
+            let short = stock.filter { line, available in available < line.quantity }
+            guard short.isEmpty else {
+                try Shortage(orderId: order.orderId).insert(db)
+                return short.map { line, available in
+                    .stockShortage(StockShortage(productId: line.productId, orderId: order.orderId, requested: line.quantity, available: available))
+                }
+            }
+            return try stock.map { line, available in
+                try Stock(productId: line.productId, available: available - line.quantity).update(db)
+                try Reservation(orderId: order.orderId, productId: line.productId, quantity: line.quantity, released: false).insert(db)
+                return .stockReserved(StockReserved(
+                    productId: line.productId, orderId: order.orderId, quantity: line.quantity,
+                    available: available - line.quantity, lineCount: order.lines.count))
+            }
+
+        case .orderCancelled(let cancellation):
+            let held = try Reservation.filter(Column("orderId") == cancellation.orderId && Column("released") == false).fetchAll(db)
+            return try held.map { reservation in
+                var released = reservation
+                released.released = true
+                try released.update(db)
+                let available = try Stock.release(reservation.quantity, of: reservation.productId, in: db)
+                return .stockReleased(StockReleased(
+                    productId: reservation.productId, orderId: reservation.orderId, quantity: reservation.quantity, available: available))
+            }
+
+        default:
+            return []
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import Catalogue
+import GRDB
+
+/// Units on hand per product.
+struct Stock: Codable, FetchableRecord, PersistableRecord {
+    var productId: String
+    var available: Int
+
+    /// Puts units back and returns the stock after the movement.
+    static func release(_ quantity: Int, of productId: String, in db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "UPDATE stock SET available = available + ? WHERE productId = ? RETURNING available",
+                         arguments: [quantity, productId])!
+    }
+}
+
+/// Units held for one line of an order until the order is confirmed or cancelled.
+struct Reservation: Codable, FetchableRecord, PersistableRecord {
+    var orderId: String
+    var productId: String
+    var quantity: Int
+    var released: Bool
+}
+
+/// An order that could not be reserved, so that a redelivered placement is not reserved later.
+struct Shortage: Codable, FetchableRecord, PersistableRecord {
+    var orderId: String
+}
+
+enum InventorySchema {
+    static func migrate(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("inventory-1") { db in
+            try db.create(table: "stock") { table in
+                table.primaryKey("productId", .text)
+                table.column("available", .integer).notNull().check { $0 >= 0 }
+            }
+            try db.create(table: "reservation") { table in
+                table.column("orderId", .text).notNull()
+                table.column("productId", .text).notNull()
+                table.column("quantity", .integer).notNull()
+                table.column("released", .boolean).notNull()
+                table.primaryKey(["orderId", "productId"])
+            }
+            try db.create(table: "shortage") { table in
+                table.primaryKey("orderId", .text)
+            }
+            for product in Catalogue.standard.products {
+                try Stock(productId: product.productId, available: product.initialStock).insert(db)
+            }
+        }
+    }
+}

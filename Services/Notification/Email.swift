@@ -1,0 +1,72 @@
+import DomainEvents
+import Foundation
+import GRDB
+
+/// One email per order outcome. Its Message-ID derives from the order and the outcome, so a duplicate shows.
+struct Email: Codable, FetchableRecord, PersistableRecord {
+    var orderId: String
+    var customerId: String
+    var kind: NotificationKind
+    var notificationId: String
+    var messageId: String
+    var subject: String
+    var body: String
+    var createdAt: String
+    var writtenAt: String?
+
+    init(orderId: String, customerId: String, kind: NotificationKind, subject: String, body: String) {
+        self.orderId = orderId
+        self.customerId = customerId
+        self.kind = kind
+        notificationId = "ntf-" + UUID().uuidString.lowercased()
+        messageId = "<\(orderId).\(kind.rawValue)@emporium.example>"
+        self.subject = subject
+        self.body = body
+        createdAt = Timestamp.now()
+    }
+
+    /// The message as RFC 5322 text, with CRLF line ends.
+    var rfc5322: String {
+        let date = Timestamp.parse(createdAt).map(Self.rfc5322Date) ?? createdAt
+        return [
+            "From: Emporium <orders@emporium.example>",
+            "To: <\(customerId)@customers.emporium.example>",
+            "Subject: \(subject)",
+            "Date: \(date)",
+            "Message-ID: \(messageId)",
+            "MIME-Version: 1.0",
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Transfer-Encoding: 8bit",
+            "",
+            body,
+            "",
+        ].joined(separator: "\r\n")
+    }
+
+    var fileName: String { "\(orderId).\(kind.rawValue).eml" }
+
+    static func rfc5322Date(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
+        return formatter.string(from: date)
+    }
+
+    static func migrate(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("notification-1") { db in
+            try db.create(table: "email") { table in
+                table.primaryKey("orderId", .text)
+                table.column("customerId", .text).notNull()
+                table.column("kind", .text).notNull()
+                table.column("notificationId", .text).notNull()
+                table.column("messageId", .text).notNull().unique()
+                table.column("subject", .text).notNull()
+                table.column("body", .text).notNull()
+                table.column("createdAt", .text).notNull()
+                table.column("writtenAt", .text)
+            }
+            try db.create(index: "email_unwritten", on: "email", columns: ["writtenAt"])
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import Foundation
+import ArgumentParser
+import Hummingbird
+import Logging
+import ServiceRuntime
+
+@main
+struct NotificationService: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "notification-service",
+        abstract: "Sends one email per order outcome, as an RFC 5322 .eml file under <var-dir>/mail.",
+        discussion: "Consumes `orders`, writes `notifications`. HTTP (port 8083): GET /health, GET /notifications/{orderId}.")
+
+    @OptionGroup var runtime: RuntimeOptions
+
+    @Option(help: "Where emails are written (default: $MAIL_DIR, else <var-dir>/mail).")
+    var mailDir: String?
+
+    func run() async throws {
+        let settings = try runtime.resolve(service: "notification-service", defaultPort: 8083)
+        let directory = mailDir ?? ProcessInfo.processInfo.environment["MAIL_DIR"] ?? "\(settings.varDirectory)/mail"
+        let host = ServiceHost(settings: settings, handler: NotificationHandler(), topics: [.orders], migrations: Email.migrate)
+        try await host.run { context in
+            let router = makeServiceRouter(service: settings.service)
+            router.get("/notifications/{orderId}") { _, request in
+                let id = try request.parameters.require("orderId")
+                guard let email = try await context.database.read({ db in try Email.fetchOne(db, key: id) }) else {
+                    return JSONResponse.error(.notFound, "no notification for order '\(id)'", field: "orderId")
+                }
+                return JSONResponse.make(.ok, [
+                    "orderId": email.orderId, "kind": email.kind.rawValue, "messageId": email.messageId,
+                    "subject": email.subject, "file": email.writtenAt == nil ? "" : "\(directory)/\(email.fileName)",
+                ])
+            }
+            return [
+                MailWriter(database: context.database, directory: directory, wakeup: context.batchApplied, logger: context.logger),
+                makeHTTPServer(router: router, port: settings.port, logger: Logger(label: "notification-service.http")),
+            ]
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import DomainEvents
+import Foundation
+import GRDB
+
+/// An order and where it stands in the saga: pending until confirmed or cancelled, exactly once.
+struct Order: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "customerOrder"
+
+    enum Status: String, Codable { case pending, confirmed, cancelled }
+
+    var orderId: String
+    var customerId: String
+    var status: Status
+    var reason: CancellationReason?
+    var detail: String?
+    var totalCents: Int
+    var currency: String
+    var lineCount: Int
+    var paymentAuthorized: Bool
+    var reservedLines: Int
+    var idempotencyKey: String?
+    var createdAt: String
+    var updatedAt: String
+
+    mutating func confirm(in db: Database) throws -> [DomainEvent] {
+        status = .confirmed
+        updatedAt = Timestamp.now()
+        try update(db)
+        return [.orderConfirmed(OrderConfirmed(orderId: orderId, customerId: customerId, totalCents: totalCents))]
+    }
+
+    mutating func cancel(_ reason: CancellationReason, detail: String, in db: Database) throws -> [DomainEvent] {
+        status = .cancelled
+        self.reason = reason
+        self.detail = detail
+        updatedAt = Timestamp.now()
+        try update(db)
+        return [.orderCancelled(OrderCancelled(orderId: orderId, customerId: customerId, reason: reason, detail: detail))]
+    }
+}
+
+struct OrderLineRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "orderLine"
+    var orderId: String
+    var productId: String
+    var quantity: Int
+    var unitPriceCents: Int
+}
+
+/// Every event that touched an order, in the order order-service saw them.
+struct TimelineEntry: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "timelineEntry"
+    var orderId: String
+    var eventId: String
+    var type: String
+    var source: String
+    var occurredAt: String
+
+    init(_ envelope: Envelope) {
+        orderId = envelope.correlationId ?? ""
+        eventId = envelope.eventId
+        type = envelope.type.rawValue
+        source = envelope.source
+        occurredAt = envelope.occurredAt
+    }
+}
+
+enum OrderSchema {
+    static func migrate(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("order-1") { db in
+            try db.create(table: "customerOrder") { table in
+                table.primaryKey("orderId", .text)
+                table.column("customerId", .text).notNull().indexed()
+                table.column("status", .text).notNull()
+                table.column("reason", .text)
+                table.column("detail", .text)
+                table.column("totalCents", .integer).notNull()
+                table.column("currency", .text).notNull()
+                table.column("lineCount", .integer).notNull()
+                table.column("paymentAuthorized", .boolean).notNull()
+                table.column("reservedLines", .integer).notNull()
+                table.column("idempotencyKey", .text).unique()
+                table.column("createdAt", .text).notNull()
+                table.column("updatedAt", .text).notNull()
+            }
+            try db.create(table: "orderLine") { table in
+                table.column("orderId", .text).notNull()
+                table.column("productId", .text).notNull()
+                table.column("quantity", .integer).notNull()
+                table.column("unitPriceCents", .integer).notNull()
+                table.primaryKey(["orderId", "productId"])
+            }
+            try db.create(table: "timelineEntry") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("orderId", .text).notNull().indexed()
+                table.column("eventId", .text).notNull()
+                table.column("type", .text).notNull()
+                table.column("source", .text).notNull()
+                table.column("occurredAt", .text).notNull()
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import Catalogue
+import DomainEvents
+import Foundation
+import GRDB
+import Hummingbird
+import ServiceRuntime
+
+/// `POST /orders`, `GET /orders/{id}`, `GET /orders?customerId=`: decode, call one domain function, encode.
+struct OrderAPI {
+    static let maximumLines = 50
+    static let quantities = 1...100
+
+    let context: ServiceContext
+    let catalogue: Catalogue
+    let source: String
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.post("/orders") { request, _ in try await place(request) }
+        router.get("/orders/{id}") { _, request in
+            let id = try request.parameters.require("id")
+            guard let view = try await context.database.read({ db in try OrderView.load(id, in: db, withTimeline: true) }) else {
+                return JSONResponse.error(.notFound, "no order '\(id)'", field: "id")
+            }
+            return JSONResponse.make(.ok, view)
+        }
+        router.get("/orders") { request, _ in
+            guard let customerId = request.uri.queryParameters.get("customerId"), !customerId.isEmpty else {
+                return JSONResponse.error(.badRequest, "give the customer: GET /orders?customerId=<id>", field: "customerId")
+            }
+            let views = try await context.database.read { db in
+                try Order.filter(Column("customerId") == customerId).order(Column("createdAt")).fetchAll(db)
+                    .compactMap { try OrderView.load($0.orderId, in: db, withTimeline: false) }
+            }
+            return JSONResponse.make(.ok, views)
+        }
+    }
+
+    struct PlaceOrder: Decodable {
+        struct Line: Decodable {
+            let productId: String
+            let quantity: Int
+        }
+
+        let customerId: String
+        let lines: [Line]
+    }
+
+    private func place(_ request: Request) async throws -> Response {
+        var request = request
+        let body: PlaceOrder
+        switch try await request.decodeJSON(PlaceOrder.self) {
+        case .success(let decoded): body = decoded
+        case .failure(let error): return error.response
+        }
+        if let problem = validate(body) { return problem }
+        let idempotencyKey = request.headers[.idempotencyKey]
+        if let key = idempotencyKey, key.isEmpty || key.count > 128 {
+            return JSONResponse.error(.badRequest, "Idempotency-Key must be 1 to 128 characters", field: "Idempotency-Key")
+        }
+        let cause = EventCause.request(traceparent: request.headers[.traceparent])
+        let outcome: (view: OrderView, created: Bool)
+        do {
+            outcome = try await context.database.write { db in try placeOrder(body, idempotencyKey: idempotencyKey, cause: cause, in: db) }
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            // The same Idempotency-Key raced in from another request or instance: answer with that order.
+            guard let view = try await context.database.read({ db in try OrderView.load(byIdempotencyKey: idempotencyKey ?? "", in: db) }) else { throw error }
+            outcome = (view, false)
+        }
+        if outcome.created { context.relay.wake() }
+        guard outcome.view.matches(body) else {
+            return JSONResponse.error(.unprocessableContent, "this Idempotency-Key was used for a different order", field: "Idempotency-Key")
+        }
+        return JSONResponse.make(.accepted, outcome.view, headers: [.location: "/orders/\(outcome.view.orderId)"])
+    }
+
+    private func validate(_ body: PlaceOrder) -> Response? {
+        let customer = body.customerId
+        guard !customer.isEmpty, customer.count <= 64, customer.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            return JSONResponse.error(.unprocessableContent, "customerId must be 1 to 64 letters, digits, '-', '_' or '.'", field: "customerId")
+        }
+        guard (1...Self.maximumLines).contains(body.lines.count) else {
+            return JSONResponse.error(.unprocessableContent, "an order has 1 to \(Self.maximumLines) lines", field: "lines")
+        }
+        var seen = Set<String>()
+        for (index, line) in body.lines.enumerated() {
+            guard catalogue.product(line.productId) != nil else {
+                return JSONResponse.error(.unprocessableContent, "unknown product '\(line.productId)'", field: "lines[\(index)].productId")
+            }
+            guard Self.quantities.contains(line.quantity) else {
+                return JSONResponse.error(.unprocessableContent, "quantity must be between 1 and 100", field: "lines[\(index)].quantity")
+            }
+            guard seen.insert(line.productId).inserted else {
+                return JSONResponse.error(.unprocessableContent, "one line per product: '\(line.productId)' appears twice", field: "lines[\(index)].productId")
+            }
+        }
+        return nil
+    }
+
+    /// Writes the order and its `OrderPlaced` in one transaction; a known Idempotency-Key returns its order.
+    private func placeOrder(_ body: PlaceOrder, idempotencyKey: String?, cause: EventCause, in db: Database) throws -> (OrderView, Bool) {
+        if let key = idempotencyKey, let existing = try OrderView.load(byIdempotencyKey: key, in: db) {
+            return (existing, false)
+        }
+        let lines = body.lines.map { line in
+            OrderLine(productId: line.productId, quantity: line.quantity, unitPriceCents: catalogue.product(line.productId)!.unitPriceCents)
+        }
+        let now = Timestamp.now()
+        let order = Order(
+            orderId: "ord-" + UUID().uuidString.lowercased(), customerId: body.customerId, status: .pending,
+            totalCents: lines.reduce(0) { $0 + $1.quantity * $1.unitPriceCents }, currency: Catalogue.currency,
+            lineCount: lines.count, paymentAuthorized: false, reservedLines: 0, idempotencyKey: idempotencyKey,
+            createdAt: now, updatedAt: now)
+        try order.insert(db)
+        for line in lines {
+            try OrderLineRow(orderId: order.orderId, productId: line.productId, quantity: line.quantity, unitPriceCents: line.unitPriceCents).insert(db)
+        }
+        let placed = OrderPlaced(orderId: order.orderId, customerId: order.customerId, lines: lines, totalCents: order.totalCents, currency: order.currency)
+        let envelopes = try Outbox.append([.orderPlaced(placed)], cause: cause, source: source, in: db)
+        try TimelineEntry(envelopes[0]).insert(db)
+        return (try OrderView.load(order.orderId, in: db, withTimeline: true)!, true)
+    }
+}
+
+/// An order as the API shows it.
+struct OrderView: Codable {
+    struct Event: Codable {
+        let type: String
+        let eventId: String
+        let source: String
+        let occurredAt: String
+    }
+
+    let orderId: String
+    let customerId: String
+    let status: Order.Status
+    let reason: CancellationReason?
+    let detail: String?
+    let lines: [OrderLine]
+    let totalCents: Int
+    let currency: String
+    let createdAt: String
+    let timeline: [Event]?
+
+    static func load(_ id: String, in db: Database, withTimeline: Bool) throws -> OrderView? {
+        guard let order = try Order.fetchOne(db, key: id) else { return nil }
+        let lines = try OrderLineRow.filter(Column("orderId") == id).fetchAll(db)
+            .map { OrderLine(productId: $0.productId, quantity: $0.quantity, unitPriceCents: $0.unitPriceCents) }
+        let timeline = withTimeline
+            ? try TimelineEntry.filter(Column("orderId") == id).order(Column("id")).fetchAll(db)
+                .map { Event(type: $0.type, eventId: $0.eventId, source: $0.source, occurredAt: $0.occurredAt) }
+            : nil
+        return OrderView(
+            orderId: order.orderId, customerId: order.customerId, status: order.status, reason: order.reason,
+            detail: order.detail, lines: lines, totalCents: order.totalCents, currency: order.currency,
+            createdAt: order.createdAt, timeline: timeline)
+    }
+
+    static func load(byIdempotencyKey key: String, in db: Database) throws -> OrderView? {
+        guard let id = try String.fetchOne(db, sql: "SELECT orderId FROM customerOrder WHERE idempotencyKey = ?", arguments: [key]) else { return nil }
+        return try load(id, in: db, withTimeline: true)
+    }
+
+    /// Whether a retried request asks for this very order.
+    func matches(_ request: OrderAPI.PlaceOrder) -> Bool {
+        customerId == request.customerId
+            && Set(lines.map { "\($0.productId)×\($0.quantity)" }) == Set(request.lines.map { "\($0.productId)×\($0.quantity)" })
+    }
+}

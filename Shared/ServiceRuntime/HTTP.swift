@@ -1,0 +1,111 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// JSON responses, and JSON bodies for every error, so that an HTTP client always learns what to fix.
+public enum JSONResponse {
+    public static func make(_ status: HTTPResponse.Status, _ value: some Encodable, headers: HTTPFields = [:]) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    public static func error(_ status: HTTPResponse.Status, _ message: String, field: String? = nil) -> Response {
+        make(status, ErrorBody(error: message, field: field))
+    }
+
+    struct ErrorBody: Encodable {
+        let error: String
+        let field: String?
+    }
+}
+
+/// Turns every error a route throws (no such route, body too large, a bug) into a JSON error response.
+public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            let message = error.body ?? (error.status == .notFound ? "no route for \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
+            return JSONResponse.error(error.status, message)
+        } catch {
+            context.logger.error("request failed: \(error)")
+            return JSONResponse.error(.internalServerError, "internal error: \(error)")
+        }
+    }
+}
+
+/// The router every service starts from: JSON errors and `GET /health`.
+public func makeServiceRouter(service: String) -> Router<BasicRequestContext> {
+    let router = Router()
+    router.middlewares.add(JSONErrorMiddleware())
+    router.get("/health") { _, _ in
+        JSONResponse.make(.ok, ["status": "ok", "service": service])
+    }
+    return router
+}
+
+/// A Hummingbird application on the service's port, as a lifecycle service.
+public func makeHTTPServer(router: Router<BasicRequestContext>, port: Int, logger: Logger) -> some Service {
+    Application(
+        router: router,
+        configuration: ApplicationConfiguration(address: .hostname("0.0.0.0", port: port)),
+        logger: logger)
+}
+
+extension Request {
+    /// Reads a JSON body of at most `limit` bytes, after checking its content type.
+    public mutating func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int = 64 * 1024) async throws -> Result<T, JSONRequestError> {
+        guard let contentType = headers[.contentType], contentType.lowercased().hasPrefix("application/json") else {
+            return .failure(.unsupportedMediaType(headers[.contentType]))
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await collectBody(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            return .failure(.tooLarge(limit))
+        }
+        do {
+            return .success(try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView)))
+        } catch let DecodingError.keyNotFound(key, _) {
+            return .failure(.invalid("missing field '\(key.stringValue)'", field: key.stringValue))
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let field = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return .failure(.invalid("field '\(field)' has the wrong type", field: field))
+        } catch {
+            return .failure(.invalid("the body is not valid JSON", field: nil))
+        }
+    }
+}
+
+public enum JSONRequestError: Error {
+    case unsupportedMediaType(String?)
+    case tooLarge(Int)
+    case invalid(String, field: String?)
+
+    public var response: Response {
+        switch self {
+        case .unsupportedMediaType(let type):
+            JSONResponse.error(.unsupportedMediaType, "send the body as application/json (got \(type ?? "no content type"))")
+        case .tooLarge(let limit):
+            JSONResponse.error(.contentTooLarge, "the body is larger than \(limit) bytes")
+        case .invalid(let message, let field):
+            JSONResponse.error(.badRequest, message, field: field)
+        }
+    }
+}
+
+extension HTTPField.Name {
+    /// A client's key for a request it may retry; the retry gets the first answer.
+    public static let idempotencyKey = Self("Idempotency-Key")!
+    /// W3C trace context, carried from the request through every event it causes.
+    public static let traceparent = Self("traceparent")!
+}
