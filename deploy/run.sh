@@ -1,15 +1,37 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds in release mode, and starts the embedded Kafka cluster
-# (unless KAFKA_BOOTSTRAP_SERVERS names a real one).
-#   deploy/run.sh            start, show the cluster, stop again
-#   deploy/run.sh --detach   leave it running; deploy/stop.sh stops it
+# Installs what is missing, builds in release mode, starts the embedded Kafka cluster (unless
+# KAFKA_BOOTSTRAP_SERVERS names a real one) and every service, places synthetic orders, waits until each
+# order is confirmed or cancelled, audits the result, prints the outcome and stops everything.
+#
+#   deploy/run.sh [--orders N] [--rate R | --concurrency C] [--instances SERVICE=N]... [--detach]
+#
+#   --orders N              orders to place (default 1000)
+#   --rate R                place R orders/s, open loop (default: closed loop)
+#   --concurrency C         clients in closed loop (default 32)
+#   --instances SERVICE=N   run N instances of SERVICE (order-service, payment-service, inventory-service,
+#                           notification-service) in one consumer group, sharing its database
+#   --detach                leave everything running; stop it with deploy/stop.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+SERVICES=(order-service payment-service inventory-service notification-service)
+declare -A PORT=([order-service]=8080 [payment-service]=8081 [inventory-service]=8082 [notification-service]=8083)
+declare -A INSTANCES=([order-service]=1 [payment-service]=1 [inventory-service]=1 [notification-service]=1)
+ORDERS=1000
 DETACH=0
+LOAD=()
+
 while [ $# -gt 0 ]; do
     case "$1" in
+        --orders) ORDERS="$2"; shift ;;
+        --rate) LOAD+=(--rate "$2"); shift ;;
+        --concurrency) LOAD+=(--concurrency "$2"); shift ;;
+        --instances)
+            name="${2%%=*}"; count="${2#*=}"
+            [ -n "${INSTANCES[$name]:-}" ] || { echo "unknown service '$name' in --instances (one of ${SERVICES[*]})" >&2; exit 2; }
+            [[ "$count" =~ ^[1-9][0-9]?$ ]] || { echo "--instances $2: the count must be 1 to 99" >&2; exit 2; }
+            INSTANCES[$name]="$count"; shift ;;
         --detach) DETACH=1 ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -17,30 +39,62 @@ done
 
 ensure_dependencies
 build release
-mkdir -p "$VAR_DIR/pids" "$VAR_DIR/logs"
 "$ROOT/deploy/stop.sh"
+mkdir -p "$VAR_DIR/pids" "$VAR_DIR/logs"
 
 if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     log "using the Kafka cluster at $KAFKA_BOOTSTRAP_SERVERS"
     BOOTSTRAP="$KAFKA_BOOTSTRAP_SERVERS"
 else
+    # The embedded cluster keeps its data in memory: a new one starts empty, so the services' state starts over too.
+    rm -rf "$VAR_DIR/db" "$VAR_DIR/mail" "$VAR_DIR/kafka/bootstrap"
     log "starting the embedded Kafka cluster"
-    rm -f "$VAR_DIR/kafka/bootstrap"
     "$BIN_DIR/emporium" cluster --var-dir "$VAR_DIR" > "$VAR_DIR/logs/cluster.log" 2>&1 &
     echo $! > "$VAR_DIR/pids/cluster.pid"
     wait_for_file "$VAR_DIR/kafka/bootstrap" 30
     BOOTSTRAP="$(cat "$VAR_DIR/kafka/bootstrap")"
 fi
 
-kcat -b "$BOOTSTRAP" -L -m 10 | head -4
+HEALTH_URLS=()
+for service in "${SERVICES[@]}"; do
+    for ((i = 1; i <= INSTANCES[$service]; i++)); do
+        port=$((PORT[$service] + 100 * (i - 1)))
+        PORT="$port" INSTANCE_ID="$service-$i" "$BIN_DIR/$service" --var-dir "$VAR_DIR" \
+            > "$VAR_DIR/logs/$service-$i.log" 2>&1 &
+        echo $! > "$VAR_DIR/pids/$service-$i.pid"
+        HEALTH_URLS+=("http://127.0.0.1:$port/health")
+    done
+    log "started ${INSTANCES[$service]} × $service"
+done
+
+for url in "${HEALTH_URLS[@]}"; do
+    deadline=$((SECONDS + 60))
+    until curl -sf "$url" > /dev/null; do
+        [ $SECONDS -lt $deadline ] || { echo "$url did not become healthy; see $VAR_DIR/logs/" >&2; "$ROOT/deploy/stop.sh"; exit 1; }
+        sleep 0.2
+    done
+done
+log "all services healthy; placing $ORDERS orders"
+
+STATUS=0
+"$BIN_DIR/emporium" generate --orders "$ORDERS" "${LOAD[@]}" --var-dir "$VAR_DIR" --customers 100 --products 200 || STATUS=$?
+log "auditing the topics and databases"
+"$BIN_DIR/emporium" audit --var-dir "$VAR_DIR" 2> "$VAR_DIR/logs/audit.log" || STATUS=$?
+
 cat <<SUMMARY
 
-Kafka:      $BOOTSTRAP   (kcat -b "$BOOTSTRAP" -L)
-Logs:       $VAR_DIR/logs/
+Where to look
+  API         http://127.0.0.1:8080/orders?customerId=customer-1   (GET /orders/{id} for one order)
+  products    http://127.0.0.1:8082/products
+  Kafka       $BOOTSTRAP   (kcat -b "$BOOTSTRAP" -C -t orders -e)
+  logs        $VAR_DIR/logs/
+  mail        $VAR_DIR/mail/
+  databases   $VAR_DIR/db/
 SUMMARY
 
 if [ "$DETACH" -eq 1 ]; then
-    log "left running; stop it with deploy/stop.sh"
+    log "left running; stop everything with deploy/stop.sh"
 else
     "$ROOT/deploy/stop.sh"
 fi
+exit $STATUS
