@@ -144,6 +144,10 @@ let package = Package(
         ),
         .testTarget(
             name: "EmporiumTests",
+            dependencies: [
+                "Catalogue", "Kafka", "DomainEvents",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             path: "Tests/EmporiumTests"
         ),
     ],

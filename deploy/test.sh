@@ -6,4 +6,5 @@ build debug
 export EMPORIUM_BIN_DIR="$BIN_DIR"
 log "running the tests"
 cd "$ROOT"
-swift test "$@"
+# Serially: the integration tests each run a whole shop, which is all two cores can take at once.
+swift test --no-parallel "$@"

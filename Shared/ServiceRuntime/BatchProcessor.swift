@@ -80,6 +80,7 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
             outcome.duplicates += 1
             return
         }
+        try Inbox.noteSequence(of: envelope, topic: message.topic, group: group, in: db)
         let cause = EventCause(
             eventId: envelope.eventId,
             trace: message.header(Wire.Header.traceparent).flatMap(TraceContext.init(traceparent:)) ?? .newTrace())

@@ -9,7 +9,7 @@ import ServiceLifecycle
 public enum JSONResponse {
     public static func make(_ status: HTTPResponse.Status, _ value: some Encodable, headers: HTTPFields = [:]) -> Response {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
         var fields = headers
         fields[.contentType] = "application/json"
@@ -71,6 +71,8 @@ extension Request {
         do {
             buffer = try await collectBody(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
+            return .failure(.tooLarge(limit))
+        } catch is NIOTooManyBytesError {
             return .failure(.tooLarge(limit))
         }
         do {

@@ -14,6 +14,26 @@ public enum Inbox {
         try db.execute(sql: "INSERT INTO processedEvent (eventId, processedAt) VALUES (?, ?)", arguments: [eventId, Timestamp.now()])
     }
 
+    /// Notes the sequence of a new event this group handles. A consumer may skip types it does not react to,
+    /// so what it handles of a key must increase, not necessarily by one; anything else is recorded as an anomaly.
+    static func noteSequence(of envelope: Envelope, topic: String, group: String, in db: Database) throws {
+        let previous = try Int64.fetchOne(db, sql: "SELECT last FROM consumedSequence WHERE groupId = ? AND topic = ? AND key = ?",
+                                          arguments: [group, topic, envelope.key])
+        if let previous, envelope.sequence <= previous {
+            try db.execute(sql: """
+                INSERT INTO sequenceAnomaly (groupId, topic, key, previous, received, eventId) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [group, topic, envelope.key, previous, envelope.sequence, envelope.eventId])
+        }
+        try db.execute(sql: """
+            INSERT INTO consumedSequence (groupId, topic, key, last) VALUES (?, ?, ?, ?)
+            ON CONFLICT (groupId, topic, key) DO UPDATE SET last = max(last, excluded.last)
+            """, arguments: [group, topic, envelope.key, envelope.sequence])
+    }
+
+    public static func sequenceAnomalies(in db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT count(*) FROM sequenceAnomaly") ?? 0
+    }
+
     public static func nextOffsets(group: String, in db: Database) throws -> [TopicPartition: Int64] {
         var offsets: [TopicPartition: Int64] = [:]
         for row in try Row.fetchAll(db, sql: "SELECT topic, partition, nextOffset FROM consumerOffset WHERE groupId = ?", arguments: [group]) {

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import GRDB
 
 /// Opens a service's SQLite database: WAL (a `DatabasePool`), `synchronous=NORMAL`, a busy timeout so that
@@ -16,6 +17,12 @@ public enum ServiceDatabase {
         var migrator = DatabaseMigrator()
         registerRuntimeTables(in: &migrator)
         migrations(&migrator)
+        // Instances sharing the file start together; one migrates while the others wait, then find it done.
+        let lock = Glibc.open(path + ".migration-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lock >= 0 else { throw DatabaseError(message: "cannot open \(path).migration-lock: \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(lock) }
+        flock(lock, LOCK_EX)
+        defer { flock(lock, LOCK_UN) }
         try migrator.migrate(pool)
         return pool
     }
@@ -47,6 +54,24 @@ public enum ServiceDatabase {
                 table.column("partition", .integer).notNull()
                 table.column("nextOffset", .integer).notNull()
                 table.primaryKey(["groupId", "topic", "partition"])
+            }
+        }
+        migrator.registerMigration("runtime-2-consumed-sequences") { db in
+            try db.create(table: "consumedSequence") { table in
+                table.column("groupId", .text).notNull()
+                table.column("topic", .text).notNull()
+                table.column("key", .text).notNull()
+                table.column("last", .integer).notNull()
+                table.primaryKey(["groupId", "topic", "key"])
+            }
+            try db.create(table: "sequenceAnomaly") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("groupId", .text).notNull()
+                table.column("topic", .text).notNull()
+                table.column("key", .text).notNull()
+                table.column("previous", .integer).notNull()
+                table.column("received", .integer).notNull()
+                table.column("eventId", .text).notNull()
             }
         }
     }

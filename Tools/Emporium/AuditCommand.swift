@@ -24,22 +24,22 @@ struct AuditCommand: AsyncParsableCommand {
         let reader = TopicReader(configuration: configuration)
         let group = "emporium-audit-\(UUID().uuidString.prefix(8))"
         var log: [Topic: [ConsumedMessage]] = [:]
+        var deadLetters: [ConsumedMessage] = []
         for topic in Topic.allCases {
             log[topic] = try await reader.readToEnd(topic.name, group: group, timeout: .seconds(120))
+            deadLetters += try await reader.readToEnd(topic.deadLetterName, group: group, timeout: .seconds(120))
         }
         let partitions = try await KafkaAdmin(configuration: configuration).partitionCounts(of: Topic.allCases.map(\.name))
         let dbDirectory = databases ?? "\(kafka.varDir)/db"
         var audit = Audit(
-            log: log, partitions: partitions, catalogue: .standard, credit: .standard,
+            log: log, deadLetters: deadLetters, partitions: partitions, catalogue: .standard, credit: .standard,
             inventory: try? DatabaseQueue(path: "\(dbDirectory)/inventory-service.sqlite", configuration: Self.readOnly),
             payments: try? DatabaseQueue(path: "\(dbDirectory)/payment-service.sqlite", configuration: Self.readOnly),
             mailDirectory: mail ?? "\(kafka.varDir)/mail")
         let results = try audit.run()
         for result in results { print(result.line) }
-        let deadLetters = try await Topic.allCases.asyncMap { topic in
-            (topic, try await KafkaAdmin(configuration: configuration).offsets(of: [topic.deadLetterName]).map { $0.high - $0.low }.reduce(0, +))
-        }
-        print("  dead letters: " + deadLetters.map { "\($0.0.deadLetterName) \($0.1)" }.joined(separator: ", "))
+        let perTopic = Dictionary(grouping: deadLetters, by: \.topic).mapValues(\.count)
+        print("  dead letters: " + Topic.allCases.map { "\($0.deadLetterName) \(perTopic[$0.deadLetterName] ?? 0)" }.joined(separator: ", "))
         if results.contains(where: { !$0.violations.isEmpty }) { throw ExitCode.failure }
     }
 
@@ -48,14 +48,6 @@ struct AuditCommand: AsyncParsableCommand {
         configuration.readonly = true
         configuration.busyMode = .timeout(10)
         return configuration
-    }
-}
-
-extension Sequence {
-    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
-        var results: [T] = []
-        for element in self { results.append(try await transform(element)) }
-        return results
     }
 }
 
@@ -75,6 +67,7 @@ struct AuditResult {
 /// The invariants of EVENTS.md, checked over what the topics hold and what the databases say.
 struct Audit {
     let log: [Topic: [ConsumedMessage]]
+    let deadLetters: [ConsumedMessage]
     let partitions: [String: Int32]
     let catalogue: Catalogue
     let credit: CreditPolicy
@@ -85,11 +78,12 @@ struct Audit {
     /// Every decoded event once (copies with a repeated eventId dropped), in log order per topic.
     private var events: [Topic: [Envelope]] = [:]
     private var copies = 0
-    private var undecodable: [String] = []
+    private var undecodable: [ConsumedMessage] = []
 
-    init(log: [Topic: [ConsumedMessage]], partitions: [String: Int32], catalogue: Catalogue, credit: CreditPolicy,
-         inventory: DatabaseQueue?, payments: DatabaseQueue?, mailDirectory: String) {
+    init(log: [Topic: [ConsumedMessage]], deadLetters: [ConsumedMessage], partitions: [String: Int32], catalogue: Catalogue,
+         credit: CreditPolicy, inventory: DatabaseQueue?, payments: DatabaseQueue?, mailDirectory: String) {
         self.log = log
+        self.deadLetters = deadLetters
         self.partitions = partitions
         self.catalogue = catalogue
         self.credit = credit
@@ -103,20 +97,20 @@ struct Audit {
         for (topic, messages) in log {
             for message in messages.sorted(by: { ($0.partition, $0.offset) < ($1.partition, $1.offset) }) {
                 guard let envelope = try? Wire.decode(message) else {
-                    undecodable.append("\(message.topicPartition)@\(message.offset)")
+                    undecodable.append(message)
                     continue
                 }
                 if seen.insert(envelope.eventId).inserted { events[topic, default: []].append(envelope) } else { copies += 1 }
             }
         }
-        return [sequences(), placement(), terminals(), confirmedOrders(), cancelledOrders(), try ledger(), try creditLimits(), notifications()]
+        return [sequences(), deadLettered(), placement(), terminals(), confirmedOrders(), cancelledOrders(), try ledger(), try creditLimits(), notifications()]
     }
 
     private func all(_ type: EventType) -> [Envelope] { events[type.topic, default: []].filter { $0.type == type } }
 
     /// Each (topic, key) carries 1, 2, 3, … in log order; copies of one event are allowed, two events on one number are not.
     private func sequences() -> AuditResult {
-        var violations = undecodable.map { "undecodable message at \($0)" }
+        var violations: [String] = []
         var keys = 0
         for (topic, messages) in log {
             var last: [String: (sequence: Int64, eventId: String)] = [:]
@@ -135,6 +129,18 @@ struct Audit {
             keys += last.count
         }
         return AuditResult(name: "per-key sequences are gapless and increasing", checked: "\(keys) keys, \(copies) repeated copies", violations: violations)
+    }
+
+    /// A message that is not a valid event was written by something other than its topic's writer: its consumers
+    /// must have dead-lettered it (at least one dead letter names its position).
+    private func deadLettered() -> AuditResult {
+        var letters = Set<String>()
+        for letter in deadLetters {
+            letters.insert("\(letter.header("dlq-source-topic") ?? "")[\(letter.header("dlq-source-partition") ?? "")]@\(letter.header("dlq-source-offset") ?? "")")
+        }
+        let violations = undecodable.map { "\($0.topicPartition)@\($0.offset)" }.filter { !letters.contains($0) }.map { "\($0) is not an event and was not dead-lettered" }
+        return AuditResult(name: "every message that is not a valid event was dead-lettered",
+                           checked: "\(undecodable.count) such messages, \(deadLetters.count) dead letters", violations: violations)
     }
 
     private func placement() -> AuditResult {

@@ -1,0 +1,115 @@
+import Foundation
+import GRDB
+import Kafka
+
+/// A whole shop for one test: its own embedded cluster and the four services, on their own ports and under
+/// their own runtime directory. Everything it starts it stops by PID.
+final class Shop: @unchecked Sendable {
+    // @unchecked: the process list is only touched by the one test that owns the shop, never concurrently.
+    static let services = ["order-service", "payment-service", "inventory-service", "notification-service"]
+
+    let varDir: URL
+    let basePort: Int
+    let cluster: ChildProcess
+    let bootstrap: String
+    private(set) var processes: [String: [ChildProcess]] = [:]
+
+    /// Starts the cluster and every service (`instances` of each, default one) and waits until all are healthy.
+    init(basePort: Int, instances: [String: Int] = [:], partitions: Int = 12) async throws {
+        self.basePort = basePort
+        varDir = try temporaryDirectory("shop")
+        cluster = try ChildProcess(
+            Executables.url("emporium"), ["cluster", "--var-dir", varDir.path, "--partitions", String(partitions)],
+            log: varDir.appendingPathComponent("cluster.log"))
+        let bootstrapFile = varDir.appendingPathComponent("kafka/bootstrap")
+        try await waitUntil(.seconds(20), "the cluster") { FileManager.default.fileExists(atPath: bootstrapFile.path) }
+        bootstrap = try String(contentsOf: bootstrapFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        for service in Self.services {
+            for instance in 1...(instances[service] ?? 1) { try start(service, instance: instance) }
+        }
+        for service in Self.services {
+            for instance in 1...(instances[service] ?? 1) {
+                let url = "http://127.0.0.1:\(port(of: service, instance: instance))/health"
+                try await waitUntil(.seconds(60), "\(service)-\(instance) healthy") { try curl(["-sf", url]).status == 0 }
+            }
+        }
+    }
+
+    func port(of service: String, instance: Int = 1) -> Int {
+        basePort + Self.services.firstIndex(of: service)! + 10 * (instance - 1)
+    }
+
+    var orderURL: String { "http://127.0.0.1:\(port(of: "order-service"))" }
+
+    func start(_ service: String, instance: Int) throws {
+        let process = try ChildProcess(
+            Executables.url(service), ["--var-dir", varDir.path],
+            log: varDir.appendingPathComponent("\(service)-\(instance).log"),
+            environment: ["PORT": String(port(of: service, instance: instance)), "INSTANCE_ID": "\(service)-\(instance)"])
+        processes[service, default: []].append(process)
+    }
+
+    func instances(of service: String) -> [ChildProcess] { processes[service] ?? [] }
+
+    /// Runs `emporium` against this shop and returns its status and output.
+    func emporium(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try run(Executables.url("emporium").path, arguments + ["--var-dir", varDir.path])
+    }
+
+    func generate(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try emporium(["generate", "--url", orderURL] + arguments)
+    }
+
+    func audit() throws -> (status: Int32, output: String) {
+        try emporium(["audit"])
+    }
+
+    func database(_ service: String) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.readonly = true
+        return try DatabaseQueue(path: varDir.appendingPathComponent("db/\(service).sqlite").path, configuration: configuration)
+    }
+
+    /// Sends SIGTERM to every service, then to the cluster; returns each service's exit status.
+    @discardableResult
+    func stop() -> [String: Int32] {
+        var statuses: [String: Int32] = [:]
+        for (service, list) in processes {
+            for (index, process) in list.enumerated() where process.isRunning {
+                statuses["\(service)-\(index + 1)"] = process.stop(signal: SIGTERM)
+            }
+        }
+        cluster.stop(signal: SIGTERM)
+        return statuses
+    }
+
+    deinit {
+        for list in processes.values { for process in list where process.isRunning { process.stop(signal: SIGKILL) } }
+        if cluster.isRunning { cluster.stop(signal: SIGKILL) }
+        try? FileManager.default.removeItem(at: varDir)
+    }
+}
+
+/// curl, for the few single requests a test makes by hand.
+func curl(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    try run("/usr/bin/curl", arguments)
+}
+
+/// A JSON object from a response body.
+func json(_ text: String) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
+}
+
+func post(_ url: String, _ body: String, headers: [String] = []) throws -> (code: Int, body: [String: Any]) {
+    var arguments = ["-s", "-w", "\n%{http_code}", "-X", "POST", url, "-H", "Content-Type: application/json", "--data-binary", body]
+    for header in headers { arguments += ["-H", header] }
+    let result = try curl(arguments)
+    let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+    return (Int(lines.last ?? "") ?? 0, json(lines.dropLast().joined(separator: "\n")))
+}
+
+func get(_ url: String) throws -> (code: Int, text: String) {
+    let result = try curl(["-s", "-w", "\n%{http_code}", url])
+    let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+    return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+}

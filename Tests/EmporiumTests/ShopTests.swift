@@ -1,0 +1,214 @@
+import Catalogue
+import Foundation
+import GRDB
+import Kafka
+import Testing
+
+@Suite(.serialized) struct ShopTests {
+    /// Waits until every order is terminal.
+    private func waitForOutcomes(_ ids: [String], in shop: Shop) async throws -> [String: [String: Any]] {
+        var orders: [String: [String: Any]] = [:]
+        try await waitUntil(.seconds(90), "every order terminal") {
+            for id in ids where (orders[id]?["status"] as? String ?? "pending") == "pending" {
+                orders[id] = json(try get("\(shop.orderURL)/orders/\(id)").text)
+            }
+            return orders.values.allSatisfy { ($0["status"] as? String) != "pending" }
+        }
+        return orders
+    }
+
+    private func timeline(_ order: [String: Any]) -> [String] {
+        (order["timeline"] as? [[String: Any]] ?? []).compactMap { $0["type"] as? String }
+    }
+
+    private func expectCleanAudit(_ shop: Shop) throws {
+        let audit = try shop.audit()
+        #expect(audit.status == 0, "audit failed:\n\(audit.output)")
+        #expect(!audit.output.contains("✘"))
+    }
+
+    @Test func twoThousandSkewedOrdersThroughTwoInstancesEachEndTerminalWithACleanAudit() async throws {
+        let shop = try await Shop(basePort: 18_100, instances: ["payment-service": 2, "inventory-service": 2])
+        let run = try shop.generate(["--orders", "2000", "--customers", "50", "--products", "200", "--skew", "1.0", "--seed", "7", "--json"])
+        #expect(run.status == 0, "generator: \(run.output)")
+        let summary = json(run.output.split(separator: "\n").last.map(String.init) ?? "")
+        #expect(summary["placed"] as? Int == 2000)
+        #expect(summary["pending"] as? Int == 0)
+        #expect(summary["httpErrors"] as? Int == 0)
+        try expectCleanAudit(shop)
+
+        // Each consumer group handled every key's events in increasing order and read every offset to the end.
+        let admin = try KafkaAdmin(configuration: KafkaConfiguration(bootstrapServers: shop.bootstrap))
+        let consumed = ["order-service": ["payments", "inventory"], "payment-service": ["orders"],
+                        "inventory-service": ["orders"], "notification-service": ["orders"]]
+        for (service, topics) in consumed {
+            let anomalies = try await shop.database(service).read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sequenceAnomaly") }
+            #expect(anomalies == 0, "\(service) saw a sequence go backwards")
+            let ends = try await admin.offsets(of: topics).filter { $0.high > 0 }
+            try await waitUntil(.seconds(30), "\(service) reads to the end") {
+                let stored = try shop.database(service).read { db in
+                    try Row.fetchAll(db, sql: "SELECT topic, partition, nextOffset FROM consumerOffset")
+                        .map { "\($0["topic"] as String)/\($0["partition"] as Int32)=\($0["nextOffset"] as Int64)" }
+                }
+                return Set(ends.map { "\($0.partition.topic)/\($0.partition.partition)=\($0.high)" }).isSubset(of: stored)
+            }
+        }
+        let leases = shop.instances(of: "payment-service").map { $0.output.contains("relay lease acquired") }
+        #expect(leases.filter { $0 }.count == 1, "exactly one payment-service instance relays")
+        let statuses = shop.stop()
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "exit statuses \(statuses)")
+    }
+
+    @Test func aCustomerWhoseCreditRunsOutHasLaterOrdersDeclinedReleasedAndUncharged() async throws {
+        let shop = try await Shop(basePort: 18_200, partitions: 4)
+        let customer = try #require((1...1000).map { "customer-\($0)" }.first { CreditPolicy.standard.isLowLimit($0) })
+        let limit = CreditPolicy.standard.limitCents(for: customer)
+        let product = try #require(Catalogue.standard.product("product-3"))
+        let perOrder = product.unitPriceCents * 2
+        let count = limit / perOrder + 3
+        var ids: [String] = []
+        for _ in 0..<count {
+            let placed = try post("\(shop.orderURL)/orders", "{\"customerId\":\"\(customer)\",\"lines\":[{\"productId\":\"product-3\",\"quantity\":2}]}")
+            #expect(placed.code == 202)
+            ids.append(try #require(placed.body["orderId"] as? String))
+            // One at a time, so the credit runs out in the order the orders were placed.
+            _ = try await waitForOutcomes([ids.last!], in: shop)
+        }
+        let orders = try await waitForOutcomes(ids, in: shop)
+        let outcomes = ids.map { orders[$0]!["status"] as! String }
+        let confirmed = outcomes.prefix { $0 == "confirmed" }.count
+        #expect(confirmed == limit / perOrder, "orders within the limit are confirmed")
+        for id in ids.dropFirst(confirmed) {
+            #expect(orders[id]!["status"] as? String == "cancelled")
+            #expect(orders[id]!["reason"] as? String == "payment-declined")
+            #expect(!timeline(orders[id]!).contains("PaymentAuthorized"), "a declined order was charged")
+        }
+        try await waitUntil(.seconds(30), "stock released for every declined order") {
+            try ids.dropFirst(confirmed).allSatisfy { id in
+                self.timeline(json(try get("\(shop.orderURL)/orders/\(id)").text)).contains("StockReleased")
+            }
+        }
+        let credit = json(try get("http://127.0.0.1:\(shop.port(of: "payment-service"))/customers/\(customer)/credit").text)
+        #expect(Int(credit["usedCents"] as? String ?? "") == confirmed * perOrder)
+        try expectCleanAudit(shop)
+        shop.stop()
+    }
+
+    @Test func aProductThatRunsOutCancelsOrdersRefundsTheirPaymentsAndNeverGoesNegative() async throws {
+        let shop = try await Shop(basePort: 18_300, partitions: 4)
+        let scarce = try #require(Catalogue.standard.product("product-10"))
+        let buyers = (1...1000).map { "customer-\($0)" }.filter { !CreditPolicy.standard.isLowLimit($0) }.prefix(scarce.initialStock / 3 + 3)
+        var ids: [String] = []
+        for buyer in buyers {
+            let placed = try post("\(shop.orderURL)/orders", "{\"customerId\":\"\(buyer)\",\"lines\":[{\"productId\":\"product-10\",\"quantity\":3}]}")
+            ids.append(try #require(placed.body["orderId"] as? String))
+        }
+        let orders = try await waitForOutcomes(ids, in: shop)
+        let cancelled = ids.filter { orders[$0]!["status"] as? String == "cancelled" }
+        #expect(ids.count - cancelled.count == scarce.initialStock / 3)
+        #expect(cancelled.allSatisfy { orders[$0]!["reason"] as? String == "out-of-stock" })
+        try await waitUntil(.seconds(30), "every authorized payment of a cancelled order refunded") {
+            try cancelled.allSatisfy { id in
+                let events = self.timeline(json(try get("\(shop.orderURL)/orders/\(id)").text))
+                return !events.contains("PaymentAuthorized") || events.contains("PaymentRefunded")
+            }
+        }
+        let stock = json(try get("http://127.0.0.1:\(shop.port(of: "inventory-service"))/products/product-10").text)
+        #expect(stock["available"] as? Int == scarce.initialStock % 3)
+        try expectCleanAudit(shop)
+        shop.stop()
+    }
+
+    @Test func aRetriedPostWithTheSameIdempotencyKeyMakesOneOrderAndBadRequestsGetJSONErrors() async throws {
+        let shop = try await Shop(basePort: 18_400, partitions: 2)
+        let body = "{\"customerId\":\"customer-7\",\"lines\":[{\"productId\":\"product-1\",\"quantity\":1}]}"
+        let first = try post("\(shop.orderURL)/orders", body, headers: ["Idempotency-Key: retry-me"])
+        let second = try post("\(shop.orderURL)/orders", body, headers: ["Idempotency-Key: retry-me"])
+        #expect(first.code == 202 && second.code == 202)
+        #expect(first.body["orderId"] as? String == second.body["orderId"] as? String)
+        let list = try JSONSerialization.jsonObject(with: Data(try get("\(shop.orderURL)/orders?customerId=customer-7").text.utf8)) as? [Any]
+        #expect(list?.count == 1)
+        let reused = try post("\(shop.orderURL)/orders", body.replacingOccurrences(of: "\"quantity\":1", with: "\"quantity\":2"), headers: ["Idempotency-Key: retry-me"])
+        #expect(reused.code == 422)
+
+        let cases: [(String, [String], Int, String)] = [
+            ("{not json", [], 400, "not valid JSON"),
+            ("{\"customerId\":\"c\"}", [], 400, "missing field 'lines'"),
+            ("{\"customerId\":\"c\",\"lines\":[{\"productId\":\"product-0\",\"quantity\":1}]}", [], 422, "unknown product"),
+            ("{\"customerId\":\"c\",\"lines\":[{\"productId\":\"product-1\",\"quantity\":0}]}", [], 422, "quantity"),
+            ("{\"customerId\":\"c\",\"lines\":[]}", [], 422, "1 to 50 lines"),
+            ("{\"customerId\":\"c\",\"lines\":[{\"productId\":\"product-1\",\"quantity\":1},{\"productId\":\"product-1\",\"quantity\":1}]}", [], 422, "one line per product"),
+            (String(repeating: " ", count: 70_000), [], 413, "larger than"),
+        ]
+        for (payload, headers, code, message) in cases {
+            let response = try post("\(shop.orderURL)/orders", payload, headers: headers)
+            #expect(response.code == code, "\(payload.prefix(40)) → \(response.code)")
+            #expect((response.body["error"] as? String)?.contains(message) == true, "\(response.body)")
+        }
+        let wrongType = try curl(["-s", "-w", "\n%{http_code}", "-X", "POST", "\(shop.orderURL)/orders", "-H", "Content-Type: text/plain", "-d", body])
+        #expect(wrongType.output.hasSuffix("415") && wrongType.output.contains("application/json"))
+        let missing = try get("\(shop.orderURL)/nowhere")
+        #expect(missing.code == 404 && json(missing.text)["error"] != nil)
+        shop.stop()
+    }
+
+    @Test func aPoisonMessageLandsInTheDeadLetterTopicOncePerGroupAndLaterOrdersComplete() async throws {
+        let shop = try await Shop(basePort: 18_500, partitions: 4)
+        let producer = Process()
+        producer.executableURL = URL(fileURLWithPath: "/usr/bin/kcat")
+        producer.arguments = ["-P", "-b", shop.bootstrap, "-t", "orders", "-k", "customer-1"]
+        let input = Pipe()
+        producer.standardInput = input
+        try producer.run()
+        input.fileHandleForWriting.write(Data("this is not an event\n".utf8))
+        try input.fileHandleForWriting.close()
+        producer.waitUntilExit()
+        #expect(producer.terminationStatus == 0)
+
+        let run = try shop.generate(["--orders", "50", "--customers", "10", "--seed", "3", "--json"])
+        #expect(run.status == 0, "\(run.output)")
+        var letters: [[String: Any]] = []
+        try await waitUntil(.seconds(60), "three dead letters") {
+            letters = try shop.emporium(["dlq", "list", "orders", "--json"]).output.split(separator: "\n").map { json(String($0)) }.filter { !$0.isEmpty }
+            return letters.count >= 3
+        }
+        let groups = letters.compactMap { ($0["headers"] as? [String: String])?["dlq-group"] }.sorted()
+        #expect(groups == ["inventory-service", "notification-service", "payment-service"])
+        #expect(letters.allSatisfy { ($0["value"] as? String) == "this is not an event" })
+        #expect(letters.allSatisfy { (($0["headers"] as? [String: String])?["dlq-reason"] ?? "").contains("event-type header is missing") })
+        try expectCleanAudit(shop)
+        shop.stop()
+    }
+
+    /// Issue 4's lifecycle: SIGTERM mid-stream exits 0, and killing the relaying instance hands the relay over.
+    @Test func sigtermAndAKilledRelayMidStreamLoseNothingAndApplyNothingTwice() async throws {
+        let shop = try await Shop(basePort: 18_600, instances: ["payment-service": 2], partitions: 6)
+        let generator = try ChildProcess(
+            Executables.url("emporium"),
+            ["generate", "--url", shop.orderURL, "--orders", "600", "--rate", "100", "--customers", "40", "--seed", "11", "--json", "--var-dir", shop.varDir.path],
+            log: shop.varDir.appendingPathComponent("generate.log"))
+        try await waitUntil(.seconds(60), "orders flowing") {
+            try shop.database("payment-service").read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM payment") ?? 0 } > 100
+        }
+        // SIGTERM inventory-service mid-stream: it finishes its batch, commits, flushes and exits 0.
+        let inventory = shop.instances(of: "inventory-service")[0]
+        #expect(inventory.stop(signal: SIGTERM) == 0)
+        #expect(inventory.output.contains("relay stopped"))
+        try shop.start("inventory-service", instance: 1)
+
+        // Kill -9 the payment-service instance that holds the relay lease; the other takes over.
+        let payments = shop.instances(of: "payment-service")
+        let leader = try #require(payments.first { $0.output.contains("relay lease acquired") })
+        leader.stop(signal: SIGKILL)
+        let standby = try #require(payments.first { $0 !== leader })
+        try await waitUntil(.seconds(10), "the standby takes the relay") { standby.output.contains("relay lease acquired") }
+
+        try await waitUntil(.seconds(180), "the generator finishes") { !generator.isRunning }
+        #expect(generator.stop() == 0, "generator: \(generator.output)")
+        let summary = json(generator.output.split(separator: "\n").last.map(String.init) ?? "")
+        #expect(summary["pending"] as? Int == 0)
+        try expectCleanAudit(shop)
+        let statuses = shop.stop()
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "exit statuses \(statuses)")
+    }
+}
