@@ -81,6 +81,14 @@ STATUS=0
 log "auditing the topics and databases"
 "$BIN_DIR/emporium" audit --var-dir "$VAR_DIR" 2> "$VAR_DIR/logs/audit.log" || STATUS=$?
 
+echo
+echo "Peak memory (VmHWM)"
+for file in "$VAR_DIR"/pids/*.pid; do
+    name="$(basename "$file" .pid)"
+    hwm="$(awk '/VmHWM/ {printf "%.1f MB", $2 / 1024}' "/proc/$(cat "$file")/status" 2>/dev/null || true)"
+    printf '  %-24s %s\n' "$name" "${hwm:-exited}"
+done
+
 cat <<SUMMARY
 
 Where to look
