@@ -132,11 +132,7 @@ public final class KafkaConsumer: Sendable {
     public func close() async {
         core.stop()
         let client = self.client
-        pollThread.requestStop {
-            let queue = rd_kafka_queue_get_consumer(client.handle)
-            rd_kafka_queue_yield(queue)
-            rd_kafka_queue_destroy(queue)
-        }
+        pollThread.requestStop { client.wakePoller(consumer: true) }
         await pollThread.join()
     }
 

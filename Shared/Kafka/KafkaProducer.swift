@@ -105,11 +105,7 @@ public final class KafkaProducer: Sendable {
     public func close(flushTimeout: Duration = .seconds(10)) async {
         await flush(timeout: flushTimeout)
         let client = self.client
-        pollThread.requestStop {
-            let queue = rd_kafka_queue_get_main(client.handle)
-            rd_kafka_queue_yield(queue)
-            rd_kafka_queue_destroy(queue)
-        }
+        pollThread.requestStop { client.wakePoller(consumer: false) }
         await pollThread.join()
     }
 

@@ -46,6 +46,13 @@ final class RdKafkaClient: @unchecked Sendable {
         return conf
     }
 
+    /// Wakes a thread blocked polling the main queue (or, for a consumer, the consumer queue).
+    func wakePoller(consumer: Bool) {
+        let queue = consumer ? rd_kafka_queue_get_consumer(handle) : rd_kafka_queue_get_main(handle)
+        rd_kafka_queue_yield(queue)
+        rd_kafka_queue_destroy(queue)
+    }
+
     /// The fatal error librdkafka has raised on this client, if any.
     func fatalError() -> KafkaError? {
         var errstr = [CChar](repeating: 0, count: 512)

@@ -89,7 +89,7 @@ struct GenerateCommand: AsyncParsableCommand {
         await watcher.stop()
 
         let summary = Summary(ledger: ledger, watcher: watcher, placedIn: placedIn)
-        print(json ? summary.json : summary.table)
+        print(json ? summary.jsonLine : summary.table)
         if summary.pending > 0 { throw ExitCode(2) }
     }
 
@@ -371,19 +371,9 @@ struct Summary: Encodable {
         placed → terminal           \(latency)
         """
     }
-
-    var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try! encoder.encode(self), as: UTF8.self)
-    }
 }
 
 private func zip2<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
     guard let a, let b else { return nil }
     return (a, b)
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -80,10 +80,10 @@ struct KafkaBench: AsyncParsableCommand {
                 event.topic = ours
                 return event
             }
-            seconds.ourProduce.append(try await measure { try await produce(batch, configuration: configuration) })
-            seconds.kcatProduce.append(try measure { try kcat.produce(file: input, topic: theirs, servers: servers) })
-            seconds.ourConsume.append(try await measure { try await consume(count: messages, topic: ours, group: ours, configuration: configuration) })
-            seconds.kcatConsume.append(try measure { try kcat.consume(count: messages, topic: theirs, group: theirs, servers: servers) })
+            seconds.ourProduce.append(try await secondsTaken { try await produce(batch, configuration: configuration) })
+            seconds.kcatProduce.append(try secondsTaken { try kcat.produce(file: input, topic: theirs, servers: servers) })
+            seconds.ourConsume.append(try await secondsTaken { try await consume(count: messages, topic: ours, group: ours, configuration: configuration) })
+            seconds.kcatConsume.append(try secondsTaken { try kcat.consume(count: messages, topic: theirs, group: theirs, servers: servers) })
         }
 
         let rate = { (times: [Double]) in Double(messages) / times.sorted()[times.count / 2] }
@@ -92,7 +92,7 @@ struct KafkaBench: AsyncParsableCommand {
             produce: Comparison(emporium: rate(seconds.ourProduce), kcat: rate(seconds.kcatProduce)),
             consume: Comparison(emporium: rate(seconds.ourConsume), kcat: rate(seconds.kcatConsume))
         )
-        print(json ? report.json : report.table)
+        print(json ? report.jsonLine : report.table)
     }
 
     private func produce(_ events: [OutgoingMessage], configuration: KafkaConfiguration) async throws {
@@ -118,20 +118,6 @@ extension KafkaConfiguration {
     func merging(_ extra: [String: String]) -> KafkaConfiguration {
         KafkaConfiguration(properties.merging(extra) { current, _ in current })
     }
-}
-
-private func measure(_ body: () async throws -> Void) async rethrows -> Double {
-    let start = ContinuousClock.now
-    try await body()
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-}
-
-private func measure(_ body: () throws -> Void) rethrows -> Double {
-    let start = ContinuousClock.now
-    try body()
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
 }
 
 struct Comparison: Codable {
@@ -174,12 +160,6 @@ struct KafkaBenchReport: Encodable {
     let rounds: Int
     let produce: Comparison
     let consume: Comparison
-
-    var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try! encoder.encode(self), as: UTF8.self)
-    }
 
     var table: String {
         func row(_ name: String, _ comparison: Comparison) -> String {

@@ -43,7 +43,7 @@ struct RuntimeBench: AsyncParsableCommand {
         let input = try (0...events).map { n in try Self.orderPlaced(n, customer: "customer-\(random.next() % 5_000)") }
         let producer = try KafkaProducer(configuration: configuration)
 
-        let sqliteSeconds = try seconds { try Self.rawInserts(count: events, sample: input[0], at: directory.appendingPathComponent("raw.sqlite").path) }
+        let sqliteSeconds = try secondsTaken { try Self.rawInserts(count: events, sample: input[0], at: directory.appendingPathComponent("raw.sqlite").path) }
 
         logger.info("running the runtime over them")
         let path = directory.appendingPathComponent("service.sqlite").path
@@ -59,8 +59,8 @@ struct RuntimeBench: AsyncParsableCommand {
         while relay.deliveredCount < 1 { try await Task.sleep(for: .milliseconds(5)) }
         logger.info("pushing \(events) OrderPlaced events through")
         var produceSeconds = 0.0
-        let endToEndSeconds = try await seconds {
-            produceSeconds = try await seconds {
+        let endToEndSeconds = try await secondsTaken {
+            produceSeconds = try await secondsTaken {
                 for result in await producer.send(Array(input[1...])) { _ = try result.get() }
             }
             while relay.deliveredCount < events + 1 { try await Task.sleep(for: .milliseconds(5)) }
@@ -116,20 +116,6 @@ struct RuntimeBench: AsyncParsableCommand {
     }
 }
 
-private func seconds(_ body: () async throws -> Void) async rethrows -> Double {
-    let start = ContinuousClock.now
-    try await body()
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-}
-
-private func seconds(_ body: () throws -> Void) rethrows -> Double {
-    let start = ContinuousClock.now
-    try body()
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-}
-
 struct RuntimeBenchReport: Encodable {
     let events: Int
     let endToEnd: Double
@@ -137,11 +123,8 @@ struct RuntimeBenchReport: Encodable {
     let kafkaProduce: Double
 
     var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let rounded = ["events": Double(events), "endToEndEventsPerSecond": endToEnd.rounded(),
-                       "sqliteBatchInsertRowsPerSecond": sqliteBatchInserts.rounded(), "kafkaProduceMessagesPerSecond": kafkaProduce.rounded()]
-        return String(decoding: try! encoder.encode(rounded), as: UTF8.self)
+        ["events": Double(events), "endToEndEventsPerSecond": endToEnd.rounded(),
+         "sqliteBatchInsertRowsPerSecond": sqliteBatchInserts.rounded(), "kafkaProduceMessagesPerSecond": kafkaProduce.rounded()].jsonLine
     }
 
     var table: String {
