@@ -25,12 +25,15 @@ struct Email: Codable, FetchableRecord, PersistableRecord {
         createdAt = Timestamp.now()
     }
 
+    static let sender = "orders@emporium.example"
+    var recipient: String { "\(customerId)@customers.emporium.example" }
+
     /// The message as RFC 5322 text, with CRLF line ends.
     var rfc5322: String {
         let date = Timestamp.parse(createdAt).map(Self.rfc5322Date) ?? createdAt
         return [
-            "From: Emporium <orders@emporium.example>",
-            "To: <\(customerId)@customers.emporium.example>",
+            "From: Emporium <\(Self.sender)>",
+            "To: <\(recipient)>",
             "Subject: \(subject)",
             "Date: \(date)",
             "Message-ID: \(messageId)",

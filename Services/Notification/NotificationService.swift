@@ -16,9 +16,19 @@ struct NotificationService: AsyncParsableCommand {
     @Option(help: "Where emails are written (default: $MAIL_DIR, else <var-dir>/mail).")
     var mailDir: String?
 
+    @Option(help: "Also send each email to this SMTP relay, smtp://host:port (default: $SMTP_URL; none).")
+    var smtpURL: String?
+
     func run() async throws {
         let settings = try runtime.resolve(service: "notification-service", defaultPort: 8083)
         let directory = mailDir ?? ProcessInfo.processInfo.environment["MAIL_DIR"] ?? "\(settings.varDirectory)/mail"
+        let smtpSetting = smtpURL ?? ProcessInfo.processInfo.environment["SMTP_URL"]
+        let smtp = try smtpSetting.map { url in
+            guard let client = SMTPClient(url: url) else {
+                throw SettingError(name: smtpURL != nil ? "--smtp-url" : "SMTP_URL", value: url, expected: "smtp://host:port")
+            }
+            return client
+        }
         let host = ServiceHost(settings: settings, handler: NotificationHandler(), topics: [.orders], migrations: Email.migrate)
         try await host.run { context in
             let router = makeServiceRouter(service: settings.service)
@@ -33,7 +43,7 @@ struct NotificationService: AsyncParsableCommand {
                 ])
             }
             return [
-                MailWriter(database: context.database, directory: directory, wakeup: context.batchApplied, logger: context.logger),
+                MailWriter(database: context.database, directory: directory, smtp: smtp, wakeup: context.batchApplied, logger: context.logger),
                 makeHTTPServer(router: router, port: settings.port, logger: Logger(label: "notification-service.http")),
             ]
         }

@@ -93,5 +93,11 @@ public struct SettingError: Error, CustomStringConvertible {
     public let value: String
     public let expected: String
 
+    public init(name: String, value: String, expected: String) {
+        self.name = name
+        self.value = value
+        self.expected = expected
+    }
+
     public var description: String { "invalid setting \(name)='\(value)': expected \(expected)" }
 }

@@ -13,10 +13,12 @@ final class Shop: @unchecked Sendable {
     let cluster: ChildProcess
     let bootstrap: String
     private(set) var processes: [String: [ChildProcess]] = [:]
+    private let environment: [String: [String: String]]
 
     /// Starts the cluster and every service (`instances` of each, default one) and waits until all are healthy.
-    init(basePort: Int, instances: [String: Int] = [:], partitions: Int = 12) async throws {
+    init(basePort: Int, instances: [String: Int] = [:], partitions: Int = 12, environment: [String: [String: String]] = [:]) async throws {
         self.basePort = basePort
+        self.environment = environment
         varDir = try temporaryDirectory("shop")
         cluster = try ChildProcess(
             Executables.url("emporium"), ["cluster", "--var-dir", varDir.path, "--partitions", String(partitions)],
@@ -45,7 +47,8 @@ final class Shop: @unchecked Sendable {
         let process = try ChildProcess(
             Executables.url(service), ["--var-dir", varDir.path],
             log: varDir.appendingPathComponent("\(service)-\(instance).log"),
-            environment: ["PORT": String(port(of: service, instance: instance)), "INSTANCE_ID": "\(service)-\(instance)"])
+            environment: ["PORT": String(port(of: service, instance: instance)), "INSTANCE_ID": "\(service)-\(instance)"]
+                .merging(environment[service] ?? [:]) { _, own in own })
         processes[service, default: []].append(process)
     }
 

@@ -180,6 +180,35 @@ import Testing
         shop.stop()
     }
 
+    @Test func withAnSMTPRelayEachOutcomeIsMailedOnceUnderItsMessageID() async throws {
+        let sink = try temporaryDirectory("smtp")
+        defer { try? FileManager.default.removeItem(at: sink) }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Support/smtp_sink.py")
+        let server = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"), ["python3", script.path, "18725", sink.path],
+                                      log: sink.appendingPathComponent("server.log"))
+        defer { server.stop(signal: SIGKILL) }
+        try await waitUntil(.seconds(10), "the SMTP sink") { server.output.contains("ready") }
+        let shop = try await Shop(basePort: 18_700, partitions: 2,
+                                  environment: ["notification-service": ["SMTP_URL": "smtp://127.0.0.1:18725"]])
+        let run = try shop.generate(["--orders", "5", "--customers", "3", "--seed", "5", "--json"])
+        #expect(run.status == 0, "\(run.output)")
+        var mailed: [String] = []
+        try await waitUntil(.seconds(30), "five emails at the relay") {
+            mailed = try FileManager.default.contentsOfDirectory(atPath: sink.path).filter { $0.hasSuffix(".eml") }
+            return mailed.count >= 5
+        }
+        #expect(mailed.count == 5)
+        let files = try FileManager.default.contentsOfDirectory(atPath: shop.varDir.appendingPathComponent("mail").path)
+        for name in mailed {
+            let message = try String(contentsOf: sink.appendingPathComponent(name), encoding: .utf8)
+            let messageId = try #require(message.split(separator: "\r\n").first { $0.hasPrefix("Message-ID: <") })
+            let order = messageId.dropFirst("Message-ID: <".count).split(separator: ".").first.map(String.init) ?? ""
+            #expect(files.contains { $0.hasPrefix(order) }, "the relay got \(order), which has no .eml file")
+        }
+        shop.stop()
+    }
+
     /// Issue 4's lifecycle: SIGTERM mid-stream exits 0, and killing the relaying instance hands the relay over.
     @Test func sigtermAndAKilledRelayMidStreamLoseNothingAndApplyNothingTwice() async throws {
         let shop = try await Shop(basePort: 18_600, instances: ["payment-service": 2], partitions: 6)
