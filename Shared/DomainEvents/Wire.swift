@@ -24,8 +24,12 @@ public enum Wire {
         return OutgoingMessage(topic: envelope.topic.name, key: envelope.key, value: try encode(envelope), headers: headers)
     }
 
+    // One of each, shared: they are thread-safe, and making one per event shows in profiles.
+    private static let encoder = JSONEncoder()
+    private static let decoder = JSONDecoder()
+
     public static func encode(_ envelope: Envelope) throws -> [UInt8] {
-        Array(try JSONEncoder().encode(envelope))
+        Array(try encoder.encode(envelope))
     }
 
     /// The size EVENTS.md limits: key, value and headers.
@@ -51,7 +55,7 @@ public enum Wire {
         let (type, version) = try route(message)
         let envelope: Envelope
         do {
-            envelope = try JSONDecoder().decode(Envelope.self, from: Data(message.value))
+            envelope = try decoder.decode(Envelope.self, from: Data(message.value))
         } catch let error as EventDecodingError {
             throw error
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {

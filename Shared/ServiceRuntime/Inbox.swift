@@ -6,28 +6,32 @@ import Kafka
 /// and, per partition, the next offset to apply (so a message redelivered after a crash, even one without a
 /// valid event ID, is recognised), both written in the transaction that applies the batch.
 public enum Inbox {
+    // These run for every event, so they use cached statements: compiling SQL each time costs more than running it.
+
     public static func contains(_ eventId: String, in db: Database) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT 1 FROM processedEvent WHERE eventId = ?", arguments: [eventId]) ?? false
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM processedEvent WHERE eventId = ?"), arguments: [eventId]) ?? false
     }
 
     public static func record(_ eventId: String, in db: Database) throws {
-        try db.execute(sql: "INSERT INTO processedEvent (eventId, processedAt) VALUES (?, ?)", arguments: [eventId, Timestamp.now()])
+        try db.cachedStatement(sql: "INSERT INTO processedEvent (eventId, processedAt) VALUES (?, ?)")
+            .execute(arguments: [eventId, Timestamp.now()])
     }
 
     /// Notes the sequence of a new event this group handles. A consumer may skip types it does not react to,
     /// so what it handles of a key must increase, not necessarily by one; anything else is recorded as an anomaly.
     static func noteSequence(of envelope: Envelope, topic: String, group: String, in db: Database) throws {
-        let previous = try Int64.fetchOne(db, sql: "SELECT last FROM consumedSequence WHERE groupId = ? AND topic = ? AND key = ?",
-                                          arguments: [group, topic, envelope.key])
+        let previous = try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT last FROM consumedSequence WHERE groupId = ? AND topic = ? AND key = ?"),
+            arguments: [group, topic, envelope.key])
         if let previous, envelope.sequence <= previous {
             try db.execute(sql: """
                 INSERT INTO sequenceAnomaly (groupId, topic, key, previous, received, eventId) VALUES (?, ?, ?, ?, ?, ?)
                 """, arguments: [group, topic, envelope.key, previous, envelope.sequence, envelope.eventId])
         }
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO consumedSequence (groupId, topic, key, last) VALUES (?, ?, ?, ?)
             ON CONFLICT (groupId, topic, key) DO UPDATE SET last = max(last, excluded.last)
-            """, arguments: [group, topic, envelope.key, envelope.sequence])
+            """).execute(arguments: [group, topic, envelope.key, envelope.sequence])
     }
 
     public static func sequenceAnomalies(in db: Database) throws -> Int {
@@ -36,18 +40,20 @@ public enum Inbox {
 
     public static func nextOffsets(group: String, in db: Database) throws -> [TopicPartition: Int64] {
         var offsets: [TopicPartition: Int64] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT topic, partition, nextOffset FROM consumerOffset WHERE groupId = ?", arguments: [group]) {
+        let statement = try db.cachedStatement(sql: "SELECT topic, partition, nextOffset FROM consumerOffset WHERE groupId = ?")
+        for row in try Row.fetchAll(statement, arguments: [group]) {
             offsets[TopicPartition(row["topic"], row["partition"])] = row["nextOffset"]
         }
         return offsets
     }
 
     public static func save(_ offsets: [TopicPartition: Int64], group: String, in db: Database) throws {
+        let statement = try db.cachedStatement(sql: """
+            INSERT INTO consumerOffset (groupId, topic, partition, nextOffset) VALUES (?, ?, ?, ?)
+            ON CONFLICT (groupId, topic, partition) DO UPDATE SET nextOffset = excluded.nextOffset
+            """)
         for (partition, next) in offsets {
-            try db.execute(sql: """
-                INSERT INTO consumerOffset (groupId, topic, partition, nextOffset) VALUES (?, ?, ?, ?)
-                ON CONFLICT (groupId, topic, partition) DO UPDATE SET nextOffset = excluded.nextOffset
-                """, arguments: [group, partition.topic, partition.partition, next])
+            try statement.execute(arguments: [group, partition.topic, partition.partition, next])
         }
     }
 }

@@ -58,24 +58,29 @@ public enum Outbox {
                 sequence: try nextSequence(topic: event.topic.name, key: event.key, in: db),
                 correlationId: event.correlationId, causationId: cause.eventId,
                 occurredAt: Timestamp.now(), source: source, event: event)
-            var row = OutboxRow(try Wire.message(for: envelope, traceparent: cause.trace.child().traceparent))
-            try row.insert(db)
+            try insert(OutboxRow(try Wire.message(for: envelope, traceparent: cause.trace.child().traceparent)), in: db)
             return envelope
         }
     }
 
     /// Appends a raw message, such as a dead letter, to be published in order with everything else.
     public static func append(_ message: OutgoingMessage, in db: Database) throws {
-        var row = OutboxRow(message)
-        try row.insert(db)
+        try insert(OutboxRow(message), in: db)
+    }
+
+    // Both run for every outgoing event, so they use cached statements rather than compiling SQL each time.
+
+    private static func insert(_ row: OutboxRow, in db: Database) throws {
+        try db.cachedStatement(sql: "INSERT INTO outbox (topic, key, value, headers, createdAt) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [row.topic, row.key, row.value, row.headers, row.createdAt])
     }
 
     static func nextSequence(topic: String, key: String, in db: Database) throws -> Int64 {
-        try Int64.fetchOne(db, sql: """
+        try Int64.fetchOne(db.cachedStatement(sql: """
             INSERT INTO keySequence (topic, key, last) VALUES (?, ?, 1)
             ON CONFLICT (topic, key) DO UPDATE SET last = last + 1
             RETURNING last
-            """, arguments: [topic, key])!
+            """), arguments: [topic, key])!
     }
 
     public static func pendingCount(in db: Database) throws -> Int {
