@@ -143,6 +143,11 @@ let package = Package(
             path: "Tests/ServiceRuntimeTests"
         ),
         .testTarget(
+            name: "NotificationServiceTests",
+            dependencies: ["NotificationService"],
+            path: "Tests/NotificationServiceTests"
+        ),
+        .testTarget(
             name: "EmporiumTests",
             dependencies: [
                 "Catalogue", "Kafka", "DomainEvents",
