@@ -99,6 +99,47 @@ import Testing
         #expect(Set(positions).count == 4_000, "a message was skipped or delivered twice")
     }
 
+    @Test func anOffsetThatFellOffTheLogRaisesATypedEvent() async throws {
+        let cluster = try TestCluster(partitions: 1)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        for report in await producer.send(cluster.messages(count: 20, keys: 2)) { _ = try report.get() }
+        let first = try KafkaConsumer(configuration: cluster.configuration, group: "laggard", topics: [cluster.topic],
+                                      batching: ConsumerBatching(maxMessages: 5))
+        let ledger = Ledger()
+        try await within(.seconds(60), "the group commits a few") { try await consume(first, into: ledger) { ledger.count >= 5 } }
+        await first.close()
+
+        // The embedded cluster keeps 5 MB per partition: 7 MB of incompressible values push the committed offset out.
+        var random = SystemRandomNumberGenerator()
+        let filler = (0..<700).map { index in
+            OutgoingMessage(topic: cluster.topic, key: "filler-\(index)", value: (0..<10_000).map { _ in UInt8.random(in: 0...255, using: &random) })
+        }
+        for chunk in stride(from: 0, to: filler.count, by: 50) {
+            for report in await producer.send(Array(filler[chunk..<chunk + 50])) { _ = try report.get() }
+        }
+        await producer.close()
+        let low = try await KafkaAdmin(configuration: cluster.configuration).offsets(of: [cluster.topic])[0].low
+        #expect(low > 5, "the log still starts at \(low)")
+
+        let second = try KafkaConsumer(configuration: cluster.configuration, group: "laggard", topics: [cluster.topic])
+        let event = try await within(.seconds(60), "the loss is reported") { () -> KafkaConsumerEvent? in
+            let reading = Task { try await consume(second, into: Ledger()) { false } }
+            defer { reading.cancel() }
+            for await event in second.events {
+                if case .offsetFellOffLog = event { return event }
+            }
+            return nil
+        }
+        await second.close()
+        guard case .offsetFellOffLog(let partition, let expected, let resumedAt) = event else {
+            Issue.record("no offsetFellOffLog event")
+            return
+        }
+        #expect(partition == TopicPartition(cluster.topic, 0))
+        #expect(expected == 5)
+        #expect(resumedAt >= low)
+    }
+
     @Test func aMessageOverTheSizeLimitFailsToTheSender() async throws {
         let cluster = try TestCluster(partitions: 1, extra: ["producer.message.max.bytes": "10000"])
         let producer = try KafkaProducer(configuration: cluster.configuration)
