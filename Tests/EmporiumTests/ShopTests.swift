@@ -149,6 +149,18 @@ import Testing
         #expect(wrongType.output.hasSuffix("415") && wrongType.output.contains("application/json"))
         let missing = try get("\(shop.orderURL)/nowhere")
         #expect(missing.code == 404 && json(missing.text)["error"] != nil)
+
+        let inventory = "http://127.0.0.1:\(shop.port(of: "inventory-service"))"
+        let before = try #require(json(try get("\(inventory)/products/product-1").text)["available"] as? Int)
+        let restocked = try post("\(inventory)/products/product-1/restock", "{\"quantity\":25}")
+        #expect(restocked.code == 200 && restocked.body["available"] as? Int == before + 25)
+        #expect(try post("\(inventory)/products/product-1/restock", "{\"quantity\":0}").code == 422)
+        #expect(try post("\(inventory)/products/nothing/restock", "{\"quantity\":1}").code == 404)
+        try await waitUntil(.seconds(30), "every order terminal") {
+            let orders = try JSONSerialization.jsonObject(with: Data(try get("\(shop.orderURL)/orders?customerId=customer-7").text.utf8)) as? [[String: Any]]
+            return orders?.allSatisfy { $0["status"] as? String != "pending" } ?? false
+        }
+        try expectCleanAudit(shop)
         shop.stop()
     }
 
@@ -177,6 +189,17 @@ import Testing
         #expect(letters.allSatisfy { ($0["value"] as? String) == "this is not an event" })
         #expect(letters.allSatisfy { (($0["headers"] as? [String: String])?["dlq-reason"] ?? "").contains("event-type header is missing") })
         try expectCleanAudit(shop)
+
+        // Replay sends the failed message back once, though three groups dead-lettered it; its cause unfixed,
+        // each group dead-letters the copy again, and a second replay sends only that copy.
+        let replay = try shop.emporium(["dlq", "replay", "orders"])
+        #expect(replay.status == 0)
+        #expect(replay.output.contains("replayed 1 message from 3 dead letters in orders.dlq"), "\(replay.output)")
+        try await waitUntil(.seconds(60), "six dead letters") {
+            try shop.emporium(["dlq", "list", "orders", "--json"]).output.split(separator: "\n").filter { $0.hasPrefix("{") }.count == 6
+        }
+        let again = try shop.emporium(["dlq", "replay", "orders"]).output
+        #expect(again.contains("replayed 1 message from 3 dead letters"), "\(again)")
         shop.stop()
     }
 

@@ -63,9 +63,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Send dead letters back to their source topic, once the cause is fixed.",
             discussion: """
-            Each dead letter goes back with its original key, value and headers. The replay group remembers how
-            far it got, so a second replay sends only letters that arrived since. Consumers deduplicate on eventId,
-            so an event that was in fact processed has no second effect.
+            Each failed message goes back once with its original key, value and headers, however many consumer
+            groups dead-lettered it; groups that had processed it skip the copy by its eventId. The replay group
+            remembers how far it got, so a second replay sends only letters that arrived since.
             """
         )
 
@@ -79,12 +79,17 @@ struct DeadLetterCommand: AsyncParsableCommand {
             let name = try DeadLetterCommand.deadLetterTopic(topic)
             let letters = try await TopicReader(configuration: configuration)
                 .readToEnd(name, group: "emporium-dlq-replay")
-            let originals = letters.compactMap(DeadLetter.original(of:))
+            var sources = Set<String>()
+            let originals = letters.filter { letter in
+                sources.insert([DeadLetter.Header.sourceTopic, DeadLetter.Header.sourcePartition, DeadLetter.Header.sourceOffset]
+                    .map { letter.header($0) ?? "" }.joined(separator: "/")).inserted
+            }.compactMap(DeadLetter.original(of:))
             let producer = try KafkaProducer(configuration: configuration)
             let results = await producer.send(originals)
             await producer.close()
             let failures = results.filter { if case .failure = $0 { true } else { false } }.count
-            print("replayed \(originals.count - failures) of \(letters.count) dead letters from \(name)")
+            let sent = originals.count - failures
+            print("replayed \(sent) message\(sent == 1 ? "" : "s") from \(letters.count) dead letter\(letters.count == 1 ? "" : "s") in \(name)")
             if failures > 0 { throw ExitCode.failure }
         }
     }
