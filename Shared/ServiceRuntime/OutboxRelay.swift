@@ -56,6 +56,11 @@ public final class OutboxRelay: Service {
 
         var properties = configuration
         properties.properties["producer.message.timeout.ms"] = "0"
+        // The relay waits for each batch's delivery reports, so lingering adds straight to every hop's latency:
+        // at 200 orders/s, 1 ms instead of 5 took the shop's p50 from about 100 to about 80 ms at the same throughput.
+        if properties.properties["linger.ms"] == nil && properties.properties["producer.linger.ms"] == nil {
+            properties.properties["producer.linger.ms"] = "1"
+        }
         let producer = try KafkaProducer(configuration: properties, logger: logger)
         await withGracefulShutdownHandler {
             await relay(through: producer)
