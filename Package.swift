@@ -122,9 +122,13 @@ let package = Package(
             ],
             path: "Tools/Emporium"
         ),
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "KafkaTests",
-            dependencies: ["Kafka"],
+            dependencies: ["Kafka", "TestSupport"],
             path: "Tests/KafkaTests"
         ),
         .testTarget(
@@ -135,7 +139,7 @@ let package = Package(
         .testTarget(
             name: "ServiceRuntimeTests",
             dependencies: [
-                "ServiceRuntime", "DomainEvents", "Kafka",
+                "ServiceRuntime", "DomainEvents", "Kafka", "TestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -150,7 +154,7 @@ let package = Package(
         .testTarget(
             name: "EmporiumTests",
             dependencies: [
-                "Catalogue", "Kafka", "DomainEvents",
+                "Catalogue", "Kafka", "DomainEvents", "TestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Tests/EmporiumTests"

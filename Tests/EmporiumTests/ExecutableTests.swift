@@ -10,17 +10,12 @@ import Testing
     }
 
     @Test func aServiceWithAWrongSettingStopsNamingIt() throws {
-        let process = Process()
-        process.executableURL = Executables.url("payment-service")
-        process.environment = ProcessInfo.processInfo.environment.merging(["PORT": "http", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"]) { _, new in new }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
-        #expect(output.contains("invalid setting PORT='http': expected a port number"))
+        var environment = ProcessInfo.processInfo.environment
+        environment["PORT"] = "http"
+        environment["KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"
+        let result = try run(Executables.url("payment-service").path, [], environment: environment)
+        #expect(result.status != 0)
+        #expect(result.output.contains("invalid setting PORT='http': expected a port number"))
     }
 
     @Test func aServiceWithNoKafkaToFindSaysWhereToSetIt() throws {
@@ -28,17 +23,8 @@ import Testing
         defer { try? FileManager.default.removeItem(at: varDir) }
         var environment = ProcessInfo.processInfo.environment
         environment["KAFKA_BOOTSTRAP_SERVERS"] = nil
-        let process = Process()
-        process.executableURL = Executables.url("order-service")
-        process.arguments = ["--var-dir", varDir.path]
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
-        #expect(output.contains("KAFKA_BOOTSTRAP_SERVERS") && output.contains("emporium cluster"))
+        let result = try run(Executables.url("order-service").path, ["--var-dir", varDir.path], environment: environment)
+        #expect(result.status != 0)
+        #expect(result.output.contains("KAFKA_BOOTSTRAP_SERVERS") && result.output.contains("emporium cluster"))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+@_exported import TestSupport
 
 /// Starts Emporium's executables as child processes and stops them by PID.
 enum Executables {
@@ -50,10 +51,12 @@ final class ChildProcess: @unchecked Sendable {
 }
 
 /// Runs a command to completion and returns its status and its standard output and error, together.
-func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+/// `environment` replaces the test's own; nil inherits it.
+func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let environment { process.environment = environment }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
@@ -67,15 +70,4 @@ func temporaryDirectory(_ name: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-\(name)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
-}
-
-enum Timeout: Error { case expired(String) }
-
-/// Checks `condition` every few milliseconds until it holds; fails after `limit`.
-func waitUntil(_ limit: Duration, _ what: String, _ condition: () throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + limit
-    while try !condition() {
-        guard ContinuousClock.now < deadline else { throw Timeout.expired(what) }
-        try await Task.sleep(for: .milliseconds(20))
-    }
 }

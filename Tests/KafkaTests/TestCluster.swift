@@ -1,5 +1,6 @@
 import Kafka
 import Synchronization
+@_exported import TestSupport
 
 /// An in-process embedded cluster with one fresh topic, for tests that need brokers or inject faults.
 struct TestCluster {
@@ -42,27 +43,6 @@ final class Ledger: Sendable {
     var count: Int { seen.withLock { $0.count } }
 }
 
-enum TestTimeout: Error {
-    case expired(String)
-}
-
-/// Runs `body` and fails if it takes longer than `limit`: tests wait on conditions, never on sleeps.
-func within<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        guard let first = try await group.next(), let value = first else {
-            group.cancelAll()
-            throw TestTimeout.expired(what)
-        }
-        group.cancelAll()
-        return value
-    }
-}
-
 /// Consumes until `done` says so or the consumer is closed, committing every batch; returns how many it saw.
 @discardableResult
 func consume(
@@ -82,11 +62,3 @@ func consume(
     return count
 }
 
-/// Checks `condition` every few milliseconds until it holds; fails after `limit`.
-func waitUntil(_ limit: Duration, _ what: String, _ condition: @escaping @Sendable () -> Bool) async throws {
-    let deadline = ContinuousClock.now + limit
-    while !condition() {
-        guard ContinuousClock.now < deadline else { throw TestTimeout.expired(what) }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-}

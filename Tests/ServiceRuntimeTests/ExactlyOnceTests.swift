@@ -14,7 +14,7 @@ import Testing
 
         let processor = fixture.processor()
         let first = try KafkaConsumer(configuration: fixture.configuration, group: processor.group, topics: [Topic.orders.name])
-        let appliedBeforeCrash = try await withTimeout(.seconds(60)) {
+        let appliedBeforeCrash = try await within(.seconds(60), "the first consumer applies everything") {
             var applied = 0
             for try await batch in first.batches {
                 applied += try await processor.process(batch.messages, in: database).applied
@@ -27,7 +27,7 @@ import Testing
         await first.close()
 
         let restarted = try KafkaConsumer(configuration: fixture.configuration, group: processor.group, topics: [Topic.orders.name])
-        let outcome = try await withTimeout(.seconds(60)) {
+        let outcome = try await within(.seconds(60), "the redelivered batch") {
             var outcome = BatchOutcome()
             for try await batch in restarted.batches {
                 outcome = outcome + (try await processor.process(batch.messages, in: database))

@@ -6,6 +6,7 @@ import Logging
 import ServiceLifecycle
 import ServiceRuntime
 import Synchronization
+@_exported import TestSupport
 
 /// A handler that counts its effect per order and confirms each order; it fails forever on one customer.
 struct ConfirmingHandler: EventHandler {
@@ -84,7 +85,7 @@ struct RuntimeFixture {
     func read(_ topic: String, count: Int, timeout: Duration = .seconds(60)) async throws -> [ConsumedMessage] {
         let consumer = try KafkaConsumer(configuration: configuration, group: "reader-\(UUID())", topics: [topic])
         do {
-            let messages = try await withTimeout(timeout) {
+            let messages = try await within(timeout, "\(count) messages from \(topic)") {
                 var seen: [ConsumedMessage] = []
                 for try await batch in consumer.batches {
                     seen += batch.messages
@@ -105,30 +106,6 @@ struct RuntimeFixture {
         try await database.read { db in
             Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT orderId, count FROM effect").map { ($0["orderId"], $0["count"]) })
         }
-    }
-}
-
-enum FixtureError: Error { case timedOut(String) }
-
-func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let value = try await group.next() ?? nil else { throw FixtureError.timedOut("\(limit)") }
-        return value
-    }
-}
-
-/// Checks `condition` every few milliseconds until it holds; fails after `limit`.
-func waitUntil(_ limit: Duration, _ what: String, _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + limit
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw FixtureError.timedOut(what) }
-        try await Task.sleep(for: .milliseconds(20))
     }
 }
 
