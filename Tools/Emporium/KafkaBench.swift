@@ -1,4 +1,5 @@
 import ArgumentParser
+import Catalogue
 import Foundation
 import Kafka
 import Logging
@@ -177,13 +178,13 @@ struct KafkaBenchReport: Encodable {
 
 /// Realistic order events: JSON envelopes of about 400 bytes, keyed by customer ID.
 struct BenchEvents {
-    private var random: SplitMix64
+    private var random: SeededRandom
     private let keys: Int
     private var sequence = 0
 
     init(keys: Int, seed: UInt64) {
         self.keys = keys
-        random = SplitMix64(seed: seed)
+        random = SeededRandom(seed: seed)
     }
 
     mutating func next() -> OutgoingMessage {
@@ -221,21 +222,6 @@ struct BenchEvents {
             data.append(0x0a)
         }
         try data.write(to: url)
-    }
-}
-
-/// A small, fast, seedable generator (Steele, Lea and Flood's SplitMix64), so runs repeat exactly.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Catalogue
 import DomainEvents
 import Foundation
 import GRDB
@@ -39,7 +40,7 @@ struct RuntimeBench: AsyncParsableCommand {
         defer { cluster.stop() }
         let configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, KafkaConfiguration.embeddedClusterTuning)
 
-        var random = SplitMix64(seed: seed)
+        var random = SeededRandom(seed: seed)
         let input = try (0...events).map { n in try Self.orderPlaced(n, customer: "customer-\(random.next() % 5_000)") }
         let producer = try KafkaProducer(configuration: configuration)
 
