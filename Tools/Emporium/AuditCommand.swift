@@ -75,7 +75,9 @@ struct Audit {
     let payments: DatabaseQueue?
     let mailDirectory: String
 
-    /// Every decoded event once (copies with a repeated eventId dropped), in log order per topic.
+    /// Every decoded message, copies included, in log order per topic.
+    private var logged: [Topic: [Envelope]] = [:]
+    /// Every event once (copies with a repeated eventId dropped), in log order per topic.
     private var events: [Topic: [Envelope]] = [:]
     private var copies = 0
     private var undecodable: [ConsumedMessage] = []
@@ -100,6 +102,7 @@ struct Audit {
                     undecodable.append(message)
                     continue
                 }
+                logged[topic, default: []].append(envelope)
                 if seen.insert(envelope.eventId).inserted { events[topic, default: []].append(envelope) } else { copies += 1 }
             }
         }
@@ -112,10 +115,9 @@ struct Audit {
     private func sequences() -> AuditResult {
         var violations: [String] = []
         var keys = 0
-        for (topic, messages) in log {
+        for (topic, envelopes) in logged {
             var last: [String: (sequence: Int64, eventId: String)] = [:]
-            for message in messages.sorted(by: { ($0.partition, $0.offset) < ($1.partition, $1.offset) }) {
-                guard let envelope = try? Wire.decode(message) else { continue }
+            for envelope in envelopes {
                 let previous = last[envelope.key]
                 if let previous, previous.sequence == envelope.sequence {
                     if previous.eventId != envelope.eventId { violations.append("\(topic.name)/\(envelope.key): two events with sequence \(envelope.sequence)") }
