@@ -116,8 +116,9 @@ struct OrderAPI {
         }
         let placed = OrderPlaced(orderId: order.orderId, customerId: order.customerId, lines: lines, totalCents: order.totalCents, currency: order.currency)
         let envelopes = try Outbox.append([.orderPlaced(placed)], cause: cause, source: source, in: db)
-        try TimelineEntry(envelopes[0]).insert(db)
-        return (try OrderView.load(order.orderId, in: db, withTimeline: true)!, true)
+        let entry = TimelineEntry(envelopes[0])
+        try entry.insert(db)
+        return (OrderView(order, lines: lines, timeline: [entry]), true)
     }
 }
 
@@ -145,14 +146,21 @@ struct OrderView: Codable {
         guard let order = try Order.fetchOne(db, key: id) else { return nil }
         let lines = try OrderLineRow.filter(Column("orderId") == id).fetchAll(db)
             .map { OrderLine(productId: $0.productId, quantity: $0.quantity, unitPriceCents: $0.unitPriceCents) }
-        let timeline = withTimeline
-            ? try TimelineEntry.filter(Column("orderId") == id).order(Column("id")).fetchAll(db)
-                .map { Event(type: $0.type, eventId: $0.eventId, source: $0.source, occurredAt: $0.occurredAt) }
-            : nil
-        return OrderView(
-            orderId: order.orderId, customerId: order.customerId, status: order.status, reason: order.reason,
-            detail: order.detail, lines: lines, totalCents: order.totalCents, currency: order.currency,
-            createdAt: order.createdAt, timeline: timeline)
+        let timeline = withTimeline ? try TimelineEntry.filter(Column("orderId") == id).order(Column("id")).fetchAll(db) : nil
+        return OrderView(order, lines: lines, timeline: timeline)
+    }
+
+    init(_ order: Order, lines: [OrderLine], timeline: [TimelineEntry]?) {
+        orderId = order.orderId
+        customerId = order.customerId
+        status = order.status
+        reason = order.reason
+        detail = order.detail
+        self.lines = lines
+        totalCents = order.totalCents
+        currency = order.currency
+        createdAt = order.createdAt
+        self.timeline = timeline?.map { Event(type: $0.type, eventId: $0.eventId, source: $0.source, occurredAt: $0.occurredAt) }
     }
 
     static func load(byIdempotencyKey key: String, in db: Database) throws -> OrderView? {
