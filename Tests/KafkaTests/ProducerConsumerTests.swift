@@ -140,6 +140,21 @@ import Testing
         #expect(resumedAt >= low)
     }
 
+    @Test func aFullLocalQueueMakesTheSenderWaitAndDropsNothing() async throws {
+        // Room for 10 messages in librdkafka's queue, 2,000 to send: the sender must wait for room again and again.
+        let cluster = try TestCluster(partitions: 3, extra: ["producer.queue.buffering.max.messages": "10"])
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        let results = try await within(.seconds(60), "2,000 deliveries through a 10-message queue") {
+            await producer.send(cluster.messages(count: 2_000, keys: 30))
+        }
+        await producer.close()
+        let offsets = results.compactMap { try? $0.get() }.map { "\($0.partition):\($0.offset)" }
+        #expect(offsets.count == 2_000, "a message failed instead of waiting for room")
+        #expect(Set(offsets).count == 2_000)
+        let stored = try await KafkaAdmin(configuration: cluster.configuration).offsets(of: [cluster.topic])
+        #expect(stored.map(\.high).reduce(0, +) == 2_000)
+    }
+
     @Test func aMessageOverTheSizeLimitFailsToTheSender() async throws {
         let cluster = try TestCluster(partitions: 1, extra: ["producer.message.max.bytes": "10000"])
         let producer = try KafkaProducer(configuration: cluster.configuration)
