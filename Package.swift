@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -51,6 +52,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Shared/ServiceRuntime"
         ),
@@ -150,6 +152,20 @@ let package = Package(
             name: "NotificationServiceTests",
             dependencies: ["NotificationService"],
             path: "Tests/NotificationServiceTests"
+        ),
+        .testTarget(
+            name: "SagaTests",
+            dependencies: [
+                "PaymentService", "InventoryService", "ServiceRuntime", "DomainEvents", "Catalogue", "Kafka",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/SagaTests"
+        ),
+        .testTarget(
+            name: "AuditTests",
+            dependencies: ["Emporium", "Catalogue", "DomainEvents", "Kafka", "ServiceRuntime"],
+            path: "Tests/AuditTests"
         ),
         .testTarget(
             name: "EmporiumTests",

@@ -1,10 +1,14 @@
+import Catalogue
 import DomainEvents
 import GRDB
 import ServiceRuntime
 
-/// inventory-service's reactions (EVENTS.md, saga step 3): reserve every line of a placed order or none, and
-/// release what it reserved for an order that is cancelled. Stock never goes below zero.
+/// inventory-service's reactions (docs/contract.md, saga step 3): reserve every line of a placed order or none,
+/// and release what it reserved for an order that is cancelled. Stock never goes below zero. The warehouse
+/// replenishes: a reservation that leaves a product at or below its reorder point restocks it to its initial
+/// level in the same transaction, announced right after that reservation.
 struct InventoryHandler: EventHandler {
+    let catalogue: Catalogue
     let handledTypes: Set<EventType> = [.orderPlaced, .orderCancelled]
 
     func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
@@ -20,12 +24,16 @@ struct InventoryHandler: EventHandler {
                     .stockShortage(StockShortage(productId: line.productId, orderId: order.orderId, requested: line.quantity, available: available))
                 }
             }
-            return try stock.map { line, available in
-                try Stock(productId: line.productId, available: available - line.quantity).update(db)
+            return try stock.flatMap { line, available in
+                let left = available - line.quantity
+                try Stock(productId: line.productId, available: left).update(db)
                 try Reservation(orderId: order.orderId, productId: line.productId, quantity: line.quantity, released: false).insert(db)
-                return .stockReserved(StockReserved(
-                    productId: line.productId, orderId: order.orderId, quantity: line.quantity,
-                    available: available - line.quantity, lineCount: order.lines.count))
+                let reserved = DomainEvent.stockReserved(StockReserved(
+                    productId: line.productId, orderId: order.orderId, quantity: line.quantity, available: left, lineCount: order.lines.count))
+                guard let product = catalogue.product(line.productId), left <= product.reorderPoint else { return [reserved] }
+                let quantity = product.initialStock - left
+                let restocked = try Stock.release(quantity, of: line.productId, in: db)
+                return [reserved, .stockRestocked(StockRestocked(productId: line.productId, quantity: quantity, available: restocked))]
             }
 
         case .orderCancelled(let cancellation):

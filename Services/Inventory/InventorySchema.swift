@@ -6,7 +6,7 @@ struct Stock: Codable, FetchableRecord, PersistableRecord {
     var productId: String
     var available: Int
 
-    /// Puts units back and returns the stock after the movement.
+    /// Adds units (released or restocked) and returns the stock after the movement.
     static func release(_ quantity: Int, of productId: String, in db: Database) throws -> Int {
         try Int.fetchOne(db, sql: "UPDATE stock SET available = available + ? WHERE productId = ? RETURNING available",
                          arguments: [quantity, productId])!

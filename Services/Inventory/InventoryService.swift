@@ -20,7 +20,7 @@ struct InventoryService: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try runtime.resolve(service: "inventory-service", defaultPort: 8082)
-        let host = ServiceHost(settings: settings, handler: InventoryHandler(), topics: [.orders], migrations: InventorySchema.migrate)
+        let host = ServiceHost(settings: settings, handler: InventoryHandler(catalogue: .standard), topics: [.orders], migrations: InventorySchema.migrate)
         try await host.run { context in
             let (database, relay) = (context.database, context.relay)
             let router = makeServiceRouter(service: settings.service)

@@ -1,8 +1,10 @@
 import DomainEvents
 import Foundation
 import GRDB
+import ServiceRuntime
 
-/// One email per order outcome. Its Message-ID derives from the order and the outcome, so a duplicate shows.
+/// One email per order outcome. Its notification ID and Message-ID derive from the order and the outcome, so a
+/// reprocessed outcome records the same email and a duplicate delivery shows.
 struct Email: Codable, FetchableRecord, PersistableRecord {
     var orderId: String
     var customerId: String
@@ -18,7 +20,7 @@ struct Email: Codable, FetchableRecord, PersistableRecord {
         self.orderId = orderId
         self.customerId = customerId
         self.kind = kind
-        notificationId = "ntf-" + UUID().uuidString.lowercased()
+        notificationId = "ntf-" + EventID.uuid5(name: "notification/\(orderId)/\(kind.rawValue)")
         messageId = "<\(orderId).\(kind.rawValue)@emporium.example>"
         self.subject = subject
         self.body = body

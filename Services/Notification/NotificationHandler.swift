@@ -2,7 +2,7 @@ import DomainEvents
 import GRDB
 import ServiceRuntime
 
-/// notification-service's reactions (EVENTS.md, saga step 5): one email per order outcome. The handler only
+/// notification-service's reactions (docs/contract.md, saga step 5): one email per order outcome. The handler only
 /// records the email; `MailWriter` delivers it, so a redelivered outcome finds the email already recorded.
 struct NotificationHandler: EventHandler {
     let handledTypes: Set<EventType> = [.orderConfirmed, .orderCancelled]

@@ -146,7 +146,9 @@ struct OrderView: Codable {
         guard let order = try Order.fetchOne(db, key: id) else { return nil }
         let lines = try OrderLineRow.filter(Column("orderId") == id).fetchAll(db)
             .map { OrderLine(productId: $0.productId, quantity: $0.quantity, unitPriceCents: $0.unitPriceCents) }
-        let timeline = withTimeline ? try TimelineEntry.filter(Column("orderId") == id).order(Column("id")).fetchAll(db) : nil
+        // In the order the events happened across services; ties keep the order order-service saw them in.
+        let timeline = withTimeline
+            ? try TimelineEntry.filter(Column("orderId") == id).order(Column("occurredAt"), Column("id")).fetchAll(db) : nil
         return OrderView(order, lines: lines, timeline: timeline)
     }
 

@@ -2,12 +2,14 @@ import DomainEvents
 import GRDB
 import ServiceRuntime
 
-/// order-service's saga decision (EVENTS.md, step 4): an order is confirmed when its payment is authorized and
-/// all of its lines are reserved, and cancelled on the first decline or shortage. An order ends exactly once;
-/// outcomes that arrive after its end are recorded on its timeline, not acted on.
+/// order-service's saga decision (docs/contract.md, step 4): an order is confirmed when its payment is authorized
+/// and all of its lines are reserved, and cancelled on the first decline or shortage. An order ends exactly once;
+/// what arrives after its end (the capture or refund, released stock, the email) is recorded on its timeline,
+/// not acted on.
 struct OrderHandler: EventHandler {
     let handledTypes: Set<EventType> = [
-        .paymentAuthorized, .paymentDeclined, .paymentRefunded, .stockReserved, .stockShortage, .stockReleased,
+        .paymentAuthorized, .paymentDeclined, .paymentCaptured, .paymentRefunded,
+        .stockReserved, .stockShortage, .stockReleased, .notificationSent,
     ]
 
     func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
@@ -33,5 +35,10 @@ struct OrderHandler: EventHandler {
             return []
         }
         return try order.confirm(in: db)
+    }
+
+    /// The order's own terminal event joins its timeline as it is written.
+    func emitted(_ envelopes: [Envelope], in db: Database) throws {
+        for envelope in envelopes { try TimelineEntry(envelope).insert(db) }
     }
 }

@@ -10,7 +10,7 @@ struct OrderService: AsyncParsableCommand {
         commandName: "order-service",
         abstract: "Takes orders over HTTP and decides each order's outcome from payments and inventory.",
         discussion: """
-        Consumes `payments` and `inventory`, writes `orders`. HTTP (port 8080): POST /orders, GET /orders/{id},
+        Consumes `payments`, `inventory` and `notifications` (for each order's timeline), writes `orders`. HTTP (port 8080): POST /orders, GET /orders/{id},
         GET /orders?customerId=, GET /health.
         """)
 
@@ -18,7 +18,7 @@ struct OrderService: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try runtime.resolve(service: "order-service", defaultPort: 8080)
-        let host = ServiceHost(settings: settings, handler: OrderHandler(), topics: [.payments, .inventory], migrations: OrderSchema.migrate)
+        let host = ServiceHost(settings: settings, handler: OrderHandler(), topics: [.payments, .inventory, .notifications], migrations: OrderSchema.migrate)
         try await host.run { context in
             let router = makeServiceRouter(service: settings.service)
             OrderAPI(context: context, catalogue: .standard, source: settings.service).register(on: router)

@@ -1,32 +1,45 @@
 import DomainEvents
 import GRDB
+import ServiceRuntime
 
-/// What a customer may spend and has spent: authorized minus refunded, never above the limit.
+/// A customer's credit: the limit, and the open holds (authorized, neither captured nor refunded yet) against it.
 struct CustomerCredit: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "customerCredit"
     var customerId: String
     var limitCents: Int
-    var usedCents: Int
+    var heldCents: Int
 }
 
-/// One payment per order: its authorization (or decline) and refund.
+/// One payment per order: authorized (a hold) or declined, then captured or refunded, which ends the hold.
 struct Payment: Codable, FetchableRecord, PersistableRecord {
-    enum Status: String, Codable { case authorized, declined, refunded }
+    enum Status: String, Codable { case authorized, declined, captured, refunded }
 
     var orderId: String
     var customerId: String
-    var paymentId: String?
+    /// Derived from the order, so that reprocessing its placement authorizes under the same payment ID.
+    var paymentId: String
     var amountCents: Int
     var currency: String
     var status: Status
 
-    init(_ order: OrderPlaced, paymentId: String?, status: Status) {
+    init(_ order: OrderPlaced, status: Status) {
         orderId = order.orderId
         customerId = order.customerId
-        self.paymentId = paymentId
+        paymentId = "pay-" + EventID.uuid5(name: "payment/\(order.orderId)")
         amountCents = order.totalCents
         currency = order.currency
         self.status = status
+    }
+
+    /// Captures or refunds an authorized payment and releases its hold; nil if there is no hold to end.
+    static func endHold(of orderId: String, as status: Status, in db: Database) throws -> Payment? {
+        guard var payment = try fetchOne(db, key: orderId), payment.status == .authorized else { return nil }
+        payment.status = status
+        try payment.update(db)
+        try db.execute(
+            sql: "UPDATE customerCredit SET heldCents = heldCents - ? WHERE customerId = ?",
+            arguments: [payment.amountCents, payment.customerId])
+        return payment
     }
 }
 
@@ -46,6 +59,11 @@ enum PaymentSchema {
                 table.column("currency", .text).notNull()
                 table.column("status", .text).notNull()
             }
+        }
+        // Capture ends a hold as a refund does, so what was "used" is now what is held.
+        migrator.registerMigration("payment-2-holds") { db in
+            try db.execute(sql: "ALTER TABLE customerCredit RENAME COLUMN usedCents TO heldCents")
+            try db.execute(sql: "UPDATE payment SET paymentId = 'pay-' || orderId WHERE paymentId IS NULL")
         }
     }
 }

@@ -8,8 +8,8 @@ import ServiceRuntime
 struct PaymentService: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payment-service",
-        abstract: "Authorizes placed orders against each customer's credit and refunds cancelled ones.",
-        discussion: "Consumes `orders`, writes `payments`. HTTP: GET /health, GET /customers/{id}/credit (port 8081).")
+        abstract: "Holds each placed order's total against the customer's credit, captures confirmed orders, refunds cancelled ones.",
+        discussion: "Consumes `orders`, writes `payments`. HTTP: GET /health, GET /customers/{id}/credit (limit and open holds; port 8081).")
 
     @OptionGroup var runtime: RuntimeOptions
 
@@ -22,8 +22,7 @@ struct PaymentService: AsyncParsableCommand {
             router.get("/customers/{id}/credit") { _, context in
                 let id = try context.parameters.require("id")
                 let account = try await database.read { db in try CustomerCredit.fetchOne(db, key: id) }
-                let limit = account?.limitCents ?? CreditPolicy.standard.limitCents(for: id)
-                return JSONResponse.make(.ok, ["customerId": id, "limitCents": "\(limit)", "usedCents": "\(account?.usedCents ?? 0)"])
+                return JSONResponse.make(.ok, account ?? CustomerCredit(customerId: id, limitCents: CreditPolicy.standard.limitCents(for: id), heldCents: 0))
             }
             return [makeHTTPServer(router: router, port: settings.port, logger: Logger(label: "payment-service.http"))]
         }

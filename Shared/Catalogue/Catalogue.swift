@@ -6,6 +6,10 @@ public struct Product: Codable, Sendable, Hashable {
     public let name: String
     public let unitPriceCents: Int
     public let initialStock: Int
+
+    /// The warehouse restocks a product to its initial stock when a reservation leaves it at or below this:
+    /// a fifth of its initial stock, at least one unit.
+    public var reorderPoint: Int { max(1, initialStock / 5) }
 }
 
 /// The shop's catalogue, generated from a seed so that order-service (prices) and inventory-service (stock)

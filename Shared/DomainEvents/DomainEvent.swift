@@ -6,6 +6,7 @@ public enum DomainEvent: Sendable, Hashable {
     case orderCancelled(OrderCancelled)
     case paymentAuthorized(PaymentAuthorized)
     case paymentDeclined(PaymentDeclined)
+    case paymentCaptured(PaymentCaptured)
     case paymentRefunded(PaymentRefunded)
     case stockReserved(StockReserved)
     case stockShortage(StockShortage)
@@ -21,6 +22,7 @@ public enum DomainEvent: Sendable, Hashable {
         case .orderCancelled: .orderCancelled
         case .paymentAuthorized: .paymentAuthorized
         case .paymentDeclined: .paymentDeclined
+        case .paymentCaptured: .paymentCaptured
         case .paymentRefunded: .paymentRefunded
         case .stockReserved: .stockReserved
         case .stockShortage: .stockShortage
@@ -40,6 +42,7 @@ public enum DomainEvent: Sendable, Hashable {
         case .orderCancelled(let event): event.customerId
         case .paymentAuthorized(let event): event.orderId
         case .paymentDeclined(let event): event.orderId
+        case .paymentCaptured(let event): event.orderId
         case .paymentRefunded(let event): event.orderId
         case .stockReserved(let event): event.productId
         case .stockShortage(let event): event.productId
@@ -57,6 +60,7 @@ public enum DomainEvent: Sendable, Hashable {
         case .orderCancelled(let event): event.orderId
         case .paymentAuthorized(let event): event.orderId
         case .paymentDeclined(let event): event.orderId
+        case .paymentCaptured(let event): event.orderId
         case .paymentRefunded(let event): event.orderId
         case .stockReserved(let event): event.orderId
         case .stockShortage(let event): event.orderId
@@ -74,6 +78,7 @@ public enum EventType: String, Sendable, Hashable, CaseIterable, Codable {
     case orderCancelled = "OrderCancelled"
     case paymentAuthorized = "PaymentAuthorized"
     case paymentDeclined = "PaymentDeclined"
+    case paymentCaptured = "PaymentCaptured"
     case paymentRefunded = "PaymentRefunded"
     case stockReserved = "StockReserved"
     case stockShortage = "StockShortage"
@@ -89,7 +94,7 @@ public enum EventType: String, Sendable, Hashable, CaseIterable, Codable {
     public var topic: Topic {
         switch self {
         case .orderPlaced, .orderConfirmed, .orderCancelled: .orders
-        case .paymentAuthorized, .paymentDeclined, .paymentRefunded: .payments
+        case .paymentAuthorized, .paymentDeclined, .paymentCaptured, .paymentRefunded: .payments
         case .stockReserved, .stockShortage, .stockReleased, .stockRestocked: .inventory
         case .notificationSent: .notifications
         }

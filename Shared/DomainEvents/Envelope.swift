@@ -1,6 +1,6 @@
 import Foundation
 
-/// One event on the wire: identity, ordering, causality and the payload (EVENTS.md, "Envelope").
+/// One event on the wire: identity, ordering, causality and the payload (docs/contract.md, "The envelope").
 public struct Envelope: Sendable, Hashable {
     public var eventId: String
     public var version: Int
@@ -58,6 +58,7 @@ extension Envelope: Codable {
         case .orderCancelled: .orderCancelled(try container.decode(OrderCancelled.self, forKey: .data))
         case .paymentAuthorized: .paymentAuthorized(try container.decode(PaymentAuthorized.self, forKey: .data))
         case .paymentDeclined: .paymentDeclined(try container.decode(PaymentDeclined.self, forKey: .data))
+        case .paymentCaptured: .paymentCaptured(try container.decode(PaymentCaptured.self, forKey: .data))
         case .paymentRefunded: .paymentRefunded(try container.decode(PaymentRefunded.self, forKey: .data))
         case .stockReserved: .stockReserved(try container.decode(StockReserved.self, forKey: .data))
         case .stockShortage: .stockShortage(try container.decode(StockShortage.self, forKey: .data))
@@ -84,6 +85,7 @@ extension Envelope: Codable {
         case .orderCancelled(let data): try container.encode(data, forKey: .data)
         case .paymentAuthorized(let data): try container.encode(data, forKey: .data)
         case .paymentDeclined(let data): try container.encode(data, forKey: .data)
+        case .paymentCaptured(let data): try container.encode(data, forKey: .data)
         case .paymentRefunded(let data): try container.encode(data, forKey: .data)
         case .stockReserved(let data): try container.encode(data, forKey: .data)
         case .stockShortage(let data): try container.encode(data, forKey: .data)

@@ -1,4 +1,4 @@
-/// The payloads of EVENTS.md, version 1. Money is integer cents with an ISO 4217 currency; IDs are strings.
+/// The payloads of docs/contract.md, version 1. Money is integer cents with an ISO 4217 currency; IDs are strings.
 
 public struct OrderLine: Codable, Sendable, Hashable {
     public var productId: String
@@ -84,6 +84,23 @@ public struct PaymentDeclined: Codable, Sendable, Hashable {
         self.orderId = orderId
         self.customerId = customerId
         self.reason = reason
+    }
+}
+
+/// The authorized amount taken once the order is confirmed; it ends the authorization's hold on the credit.
+public struct PaymentCaptured: Codable, Sendable, Hashable {
+    public var orderId: String
+    public var customerId: String
+    public var paymentId: String
+    public var amountCents: Int
+    public var currency: String
+
+    public init(orderId: String, customerId: String, paymentId: String, amountCents: Int, currency: String) {
+        self.orderId = orderId
+        self.customerId = customerId
+        self.paymentId = paymentId
+        self.amountCents = amountCents
+        self.currency = currency
     }
 }
 

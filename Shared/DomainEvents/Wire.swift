@@ -1,7 +1,7 @@
 import Foundation
 import Kafka
 
-/// How events become Kafka messages and back (EVENTS.md: envelope, headers, size limit).
+/// How events become Kafka messages and back (docs/contract.md: envelope, headers, size limit).
 public enum Wire {
     /// A whole message (key, value and headers) is at most 256 KiB.
     public static let maximumMessageBytes = 256 * 1024
@@ -32,7 +32,7 @@ public enum Wire {
         Array(try encoder.encode(envelope))
     }
 
-    /// The size EVENTS.md limits: key, value and headers.
+    /// The size docs/contract.md limits: key, value and headers.
     public static func size(of message: ConsumedMessage) -> Int {
         (message.key?.count ?? 0) + message.value.count + message.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
     }

@@ -20,7 +20,7 @@ public struct KafkaConfiguration: Sendable, Equatable {
 
     public var bootstrapServers: String? { properties["bootstrap.servers"] }
 
-    /// Durable, ordered, compressed: the producer EVENTS.md asks for.
+    /// Durable, ordered, compressed: the producer docs/contract.md asks for.
     public static let producerDefaults: [String: String] = [
         "enable.idempotence": "true",
         "acks": "all",

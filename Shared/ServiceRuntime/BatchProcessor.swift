@@ -90,7 +90,9 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
             do {
                 var emitted = 0
                 try db.inSavepoint {
-                    emitted = try Outbox.append(handler.handle(envelope, in: db), cause: cause, source: source, in: db).count
+                    let envelopes = try Outbox.append(handler.handle(envelope, in: db), cause: cause, source: source, in: db)
+                    try handler.emitted(envelopes, in: db)
+                    emitted = envelopes.count
                     return .commit
                 }
                 outcome.applied += 1

@@ -2,7 +2,7 @@ import DomainEvents
 import Kafka
 
 /// A message a consumer could not process, bound for `<topic>.dlq` with the original key, value and headers
-/// and the `dlq-*` headers of EVENTS.md.
+/// and the `dlq-*` headers of docs/contract.md.
 public enum DeadLetter {
     public enum Header {
         public static let reason = "dlq-reason"

@@ -9,6 +9,14 @@ public protocol EventHandler: Sendable {
     var handledTypes: Set<EventType> { get }
 
     func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent]
+
+    /// The envelopes the runtime made of what `handle` returned, in the same transaction: for a service that
+    /// records its own events (order-service's timeline).
+    func emitted(_ envelopes: [Envelope], in db: Database) throws
+}
+
+extension EventHandler {
+    public func emitted(_ envelopes: [Envelope], in db: Database) throws {}
 }
 
 /// How often a failing handler is retried, with exponential backoff, before its event is dead-lettered.

@@ -49,12 +49,14 @@ public struct EventCause: Sendable {
 
 /// The transactional outbox: events enter it with their per-key sequence in the caller's transaction.
 public enum Outbox {
-    /// Appends events caused by `cause`, each with the next `sequence` of its (topic, key) and a span of its own.
+    /// Appends events caused by `cause`, each with the next `sequence` of its (topic, key), a span of its own,
+    /// and an ID derived from the cause and its place among them (or a random one for an HTTP request's events).
     @discardableResult
     public static func append(_ events: [DomainEvent], cause: EventCause, source: String, in db: Database) throws -> [Envelope] {
-        try events.map { event in
+        try events.enumerated().map { index, event in
             let envelope = Envelope(
-                eventId: UUID().uuidString.lowercased(), key: event.key,
+                eventId: cause.eventId.map { EventID.derived(source: source, causationId: $0, index: index) } ?? EventID.random(),
+                key: event.key,
                 sequence: try nextSequence(topic: event.topic.name, key: event.key, in: db),
                 correlationId: event.correlationId, causationId: cause.eventId,
                 occurredAt: Timestamp.now(), source: source, event: event)

@@ -50,6 +50,7 @@ import Testing
         .orderCancelled(OrderCancelled(orderId: "o", customerId: "c", reason: .paymentDeclined, detail: "insufficient-credit")),
         .paymentAuthorized(PaymentAuthorized(orderId: "o", customerId: "c", paymentId: "pay", amountCents: 1, currency: "EUR")),
         .paymentDeclined(PaymentDeclined(orderId: "o", customerId: "c", reason: "insufficient-credit")),
+        .paymentCaptured(PaymentCaptured(orderId: "o", customerId: "c", paymentId: "pay", amountCents: 1, currency: "EUR")),
         .paymentRefunded(PaymentRefunded(orderId: "o", customerId: "c", paymentId: "pay", amountCents: 1, currency: "EUR")),
         .stockReserved(StockReserved(productId: "p", orderId: "o", quantity: 1, available: 9, lineCount: 1)),
         .stockShortage(StockShortage(productId: "p", orderId: "o", requested: 5, available: 2)),
@@ -65,7 +66,7 @@ import Testing
         let message = try Wire.message(for: envelope, traceparent: nil)
         let expectedTopic: String = switch event {
         case .orderPlaced, .orderConfirmed, .orderCancelled: "orders"
-        case .paymentAuthorized, .paymentDeclined, .paymentRefunded: "payments"
+        case .paymentAuthorized, .paymentDeclined, .paymentCaptured, .paymentRefunded: "payments"
         case .stockReserved, .stockShortage, .stockReleased, .stockRestocked: "inventory"
         case .notificationSent: "notifications"
         }
@@ -78,7 +79,7 @@ import Testing
     }
 
     @Test func keysAreTheEntityTheEventIsAbout() {
-        #expect(Self.everyEvent.map(\.key) == ["c", "c", "c", "o", "o", "o", "p", "p", "p", "p", "c"])
+        #expect(Self.everyEvent.map(\.key) == ["c", "c", "c", "o", "o", "o", "o", "p", "p", "p", "p", "c"])
     }
 
     @Test func decodingErrorsNameWhatIsWrong() {

@@ -94,9 +94,3 @@ struct DeadLetterCommand: AsyncParsableCommand {
         }
     }
 }
-
-extension KafkaOptions {
-    func resolve() throws -> KafkaConfiguration {
-        try KafkaConfiguration.resolve(bootstrapServers: bootstrapServers, overrides: kafkaProperties, varDirectory: varDir)
-    }
-}

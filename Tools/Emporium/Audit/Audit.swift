@@ -1,54 +1,20 @@
-import ArgumentParser
 import Catalogue
 import DomainEvents
-import Foundation
-import GRDB
 import Kafka
+import ServiceRuntime
 
-struct AuditCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "audit",
-        abstract: "Check every invariant of the event contract against the topics and the services' databases.",
-        discussion: "Reads every topic from the beginning. Prints one line per invariant and exits 1 on any violation.")
-
-    @Option(help: "Directory of the services' databases (default: <var-dir>/db).")
-    var databases: String?
-
-    @Option(help: "Directory of notification-service's emails (default: <var-dir>/mail).")
-    var mail: String?
-
-    @OptionGroup var kafka: KafkaOptions
-
-    func run() async throws {
-        let configuration = try kafka.resolve()
-        let reader = TopicReader(configuration: configuration)
-        let group = "emporium-audit-\(UUID().uuidString.prefix(8))"
-        var log: [Topic: [ConsumedMessage]] = [:]
-        var deadLetters: [ConsumedMessage] = []
-        for topic in Topic.allCases {
-            log[topic] = try await reader.readToEnd(topic.name, group: group, timeout: .seconds(120))
-            deadLetters += try await reader.readToEnd(topic.deadLetterName, group: group, timeout: .seconds(120))
-        }
-        let partitions = try await KafkaAdmin(configuration: configuration).partitionCounts(of: Topic.allCases.map(\.name))
-        let dbDirectory = databases ?? "\(kafka.varDir)/db"
-        var audit = Audit(
-            log: log, deadLetters: deadLetters, partitions: partitions, catalogue: .standard, credit: .standard,
-            inventory: try? DatabaseQueue(path: "\(dbDirectory)/inventory-service.sqlite", configuration: Self.readOnly),
-            payments: try? DatabaseQueue(path: "\(dbDirectory)/payment-service.sqlite", configuration: Self.readOnly),
-            mailDirectory: mail ?? "\(kafka.varDir)/mail")
-        let results = try audit.run()
-        for result in results { print(result.line) }
-        let perTopic = Dictionary(grouping: deadLetters, by: \.topic).mapValues(\.count)
-        print("  dead letters: " + Topic.allCases.map { "\($0.deadLetterName) \(perTopic[$0.deadLetterName] ?? 0)" }.joined(separator: ", "))
-        if results.contains(where: { !$0.violations.isEmpty }) { throw ExitCode.failure }
-    }
-
-    static var readOnly: Configuration {
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.busyMode = .timeout(10)
-        return configuration
-    }
+/// What the audit reads: every topic from the beginning, and what the services' databases and the mail
+/// directory say at the end.
+struct AuditInput {
+    var log: [Topic: [ConsumedMessage]]
+    var deadLetters: [ConsumedMessage]
+    var partitions: [String: Int32]
+    /// inventory-service's stock per product.
+    var stock: [String: Int]
+    /// payment-service's open holds per customer.
+    var holds: [String: Int]
+    /// The file names in notification-service's mail directory.
+    var emailFiles: [String]
 }
 
 /// One invariant's verdict.
@@ -64,16 +30,12 @@ struct AuditResult {
     }
 }
 
-/// The invariants of EVENTS.md, checked over what the topics hold and what the databases say.
+/// The invariants of the contract (docs/contract.md, "Invariants"), checked over what the topics hold and what
+/// the databases say. It only reads its input, so each check can be shown a log with exactly one violation.
 struct Audit {
-    let log: [Topic: [ConsumedMessage]]
-    let deadLetters: [ConsumedMessage]
-    let partitions: [String: Int32]
+    let input: AuditInput
     let catalogue: Catalogue
     let credit: CreditPolicy
-    let inventory: DatabaseQueue?
-    let payments: DatabaseQueue?
-    let mailDirectory: String
 
     /// Every decoded message, copies included, in log order per topic.
     private var logged: [Topic: [Envelope]] = [:]
@@ -82,21 +44,12 @@ struct Audit {
     private var copies = 0
     private var undecodable: [ConsumedMessage] = []
 
-    init(log: [Topic: [ConsumedMessage]], deadLetters: [ConsumedMessage], partitions: [String: Int32], catalogue: Catalogue,
-         credit: CreditPolicy, inventory: DatabaseQueue?, payments: DatabaseQueue?, mailDirectory: String) {
-        self.log = log
-        self.deadLetters = deadLetters
-        self.partitions = partitions
+    init(_ input: AuditInput, catalogue: Catalogue = .standard, credit: CreditPolicy = .standard) {
+        self.input = input
         self.catalogue = catalogue
         self.credit = credit
-        self.inventory = inventory
-        self.payments = payments
-        self.mailDirectory = mailDirectory
-    }
-
-    mutating func run() throws -> [AuditResult] {
         var seen = Set<String>()
-        for (topic, messages) in log {
+        for (topic, messages) in input.log {
             for message in messages.sorted(by: { ($0.partition, $0.offset) < ($1.partition, $1.offset) }) {
                 guard let envelope = try? Wire.decode(message) else {
                     undecodable.append(message)
@@ -106,13 +59,25 @@ struct Audit {
                 if seen.insert(envelope.eventId).inserted { events[topic, default: []].append(envelope) } else { copies += 1 }
             }
         }
-        return [sequences(), deadLettered(), placement(), terminals(), confirmedOrders(), cancelledOrders(), try ledger(), try creditLimits(), notifications()]
+    }
+
+    func run() -> [AuditResult] {
+        [sequences(), deadLettered(), placement(), terminals(), confirmedOrders(), cancelledOrders(), ledger(), holds(),
+         derivedIDs(), notifications()]
     }
 
     private func all(_ type: EventType) -> [Envelope] { events[type.topic, default: []].filter { $0.type == type } }
 
+    private func count(_ type: EventType) -> [String: Int] {
+        all(type).reduce(into: [:]) { counts, envelope in counts[envelope.correlationId ?? "", default: 0] += 1 }
+    }
+
+    private var placedOrders: [String: OrderPlaced] {
+        Dictionary(all(.orderPlaced).compactMap { if case .orderPlaced(let order) = $0.event { (order.orderId, order) } else { nil } }) { first, _ in first }
+    }
+
     /// Each (topic, key) carries 1, 2, 3, … in log order; copies of one event are allowed, two events on one number are not.
-    private func sequences() -> AuditResult {
+    func sequences() -> AuditResult {
         var violations: [String] = []
         var keys = 0
         for (topic, envelopes) in logged {
@@ -135,21 +100,21 @@ struct Audit {
 
     /// A message that is not a valid event was written by something other than its topic's writer: its consumers
     /// must have dead-lettered it (at least one dead letter names its position).
-    private func deadLettered() -> AuditResult {
+    func deadLettered() -> AuditResult {
         var letters = Set<String>()
-        for letter in deadLetters {
+        for letter in input.deadLetters {
             letters.insert("\(letter.header("dlq-source-topic") ?? "")[\(letter.header("dlq-source-partition") ?? "")]@\(letter.header("dlq-source-offset") ?? "")")
         }
         let violations = undecodable.map { "\($0.topicPartition)@\($0.offset)" }.filter { !letters.contains($0) }.map { "\($0) is not an event and was not dead-lettered" }
         return AuditResult(name: "every message that is not a valid event was dead-lettered",
-                           checked: "\(undecodable.count) such messages, \(deadLetters.count) dead letters", violations: violations)
+                           checked: "\(undecodable.count) such messages, \(input.deadLetters.count) dead letters", violations: violations)
     }
 
-    private func placement() -> AuditResult {
+    func placement() -> AuditResult {
         var violations: [String] = []
         var count = 0
-        for (topic, messages) in log {
-            guard let partitionCount = partitions[topic.name] else { continue }
+        for (topic, messages) in input.log {
+            guard let partitionCount = input.partitions[topic.name] else { continue }
             for message in messages {
                 count += 1
                 guard let key = message.key else { violations.append("\(topic.name)@\(message.offset) has no key"); continue }
@@ -162,15 +127,7 @@ struct Audit {
         return AuditResult(name: "every message sits in murmur2(key) mod partitions", checked: "\(count) messages", violations: violations)
     }
 
-    private var placedOrders: [String: OrderPlaced] {
-        Dictionary(all(.orderPlaced).compactMap { if case .orderPlaced(let order) = $0.event { (order.orderId, order) } else { nil } }) { first, _ in first }
-    }
-
-    private func count(_ type: EventType) -> [String: Int] {
-        all(type).reduce(into: [:]) { counts, envelope in counts[envelope.correlationId ?? "", default: 0] += 1 }
-    }
-
-    private func terminals() -> AuditResult {
+    func terminals() -> AuditResult {
         let confirmed = count(.orderConfirmed)
         let cancelled = count(.orderCancelled)
         var violations: [String] = []
@@ -182,22 +139,24 @@ struct Audit {
         return AuditResult(name: "every placed order has exactly one terminal event", checked: checked, violations: violations)
     }
 
-    private func confirmedOrders() -> AuditResult {
-        let (authorized, refunded, reserved, released) = (count(.paymentAuthorized), count(.paymentRefunded), count(.stockReserved), count(.stockReleased))
+    func confirmedOrders() -> AuditResult {
+        let (authorized, captured, refunded) = (count(.paymentAuthorized), count(.paymentCaptured), count(.paymentRefunded))
+        let (reserved, released) = (count(.stockReserved), count(.stockReleased))
         var violations: [String] = []
         for id in count(.orderConfirmed).keys {
             let lines = placedOrders[id]?.lines.count ?? -1
             if authorized[id, default: 0] != 1 { violations.append("\(id): \(authorized[id, default: 0]) authorizations") }
+            if captured[id, default: 0] != 1 { violations.append("\(id): \(captured[id, default: 0]) captures") }
             if refunded[id, default: 0] != 0 { violations.append("\(id): refunded") }
             if reserved[id, default: 0] != lines { violations.append("\(id): \(reserved[id, default: 0]) of \(lines) lines reserved") }
             if released[id, default: 0] != 0 { violations.append("\(id): stock released") }
         }
-        return AuditResult(name: "confirmed ⇒ one authorization, no refund, every line reserved, none released",
+        return AuditResult(name: "confirmed ⇒ one authorization, one capture, no refund, every line reserved, none released",
                            checked: "\(count(.orderConfirmed).count) orders", violations: violations)
     }
 
-    private func cancelledOrders() -> AuditResult {
-        let (authorized, refunded) = (count(.paymentAuthorized), count(.paymentRefunded))
+    func cancelledOrders() -> AuditResult {
+        let (authorized, captured, refunded) = (count(.paymentAuthorized), count(.paymentCaptured), count(.paymentRefunded))
         var reservedLines: [String: [String: Int]] = [:]
         var releasedLines: [String: [String: Int]] = [:]
         for envelope in all(.stockReserved) { if case .stockReserved(let e) = envelope.event { reservedLines[e.orderId, default: [:]][e.productId, default: 0] += 1 } }
@@ -206,16 +165,18 @@ struct Audit {
         for id in count(.orderCancelled).keys {
             let expectedRefunds = authorized[id, default: 0] > 0 ? 1 : 0
             if refunded[id, default: 0] != expectedRefunds { violations.append("\(id): \(refunded[id, default: 0]) refunds for \(authorized[id, default: 0]) authorizations") }
+            if captured[id, default: 0] != 0 { violations.append("\(id): captured though cancelled") }
             if reservedLines[id, default: [:]] != releasedLines[id, default: [:]] {
                 violations.append("\(id): reserved \(reservedLines[id, default: [:]]) but released \(releasedLines[id, default: [:]])")
             }
         }
-        return AuditResult(name: "cancelled ⇒ refunded once if authorized, every reserved line released once",
+        return AuditResult(name: "cancelled ⇒ never captured, refunded once if authorized, every reserved line released once",
                            checked: "\(count(.orderCancelled).count) orders", violations: violations)
     }
 
-    /// Per product: each movement's `available` follows from the one before, never negative, ending where the database is.
-    private func ledger() throws -> AuditResult {
+    /// Per product: each movement's `available` follows from the one before (reservations, releases and restocks),
+    /// never negative, ending where inventory-service's database is.
+    func ledger() -> AuditResult {
         var available: [String: Int] = [:]
         var violations: [String] = []
         for envelope in events[.inventory, default: []] {
@@ -235,51 +196,89 @@ struct Audit {
             if after < 0 { violations.append("\(product): stock went to \(after)") }
             available[product] = after
         }
-        if let inventory {
-            let stored = try inventory.read { db in
-                Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT productId, available FROM stock").map { ($0["productId"] as String, $0["available"] as Int) })
-            }
-            for (product, value) in available where stored[product] != value {
-                violations.append("\(product): ledger ends at \(value), inventory-service has \(stored[product].map(String.init) ?? "nothing")")
-            }
+        for (product, value) in available where input.stock[product] != value {
+            violations.append("\(product): ledger ends at \(value), inventory-service has \(input.stock[product].map(String.init) ?? "nothing")")
         }
-        let checked = "\(available.count) products\(inventory == nil ? " (no inventory database to compare)" : ", matching inventory-service's database")"
-        return AuditResult(name: "the inventory ledger replays and never goes negative", checked: checked, violations: violations)
+        return AuditResult(name: "the inventory ledger replays with its restocks, never negative, and matches inventory-service",
+                           checked: "\(available.count) products", violations: violations)
     }
 
-    private func creditLimits() throws -> AuditResult {
-        var spent: [String: Int] = [:]
+    /// Replays each customer's `orders` events in log order, the order payment-service decides in: a placement
+    /// that was authorized adds a hold, its capture or refund ends it. The open holds never exceed the limit, a
+    /// decline happened only when the order did not fit, and the holds left match payment-service's database.
+    func holds() -> AuditResult {
+        var authorized: [String: Int] = [:]
+        var declined = Set<String>()
+        var ended = Set<String>()
         for envelope in events[.payments, default: []] {
             switch envelope.event {
-            case .paymentAuthorized(let e): spent[e.customerId, default: 0] += e.amountCents
-            case .paymentRefunded(let e): spent[e.customerId, default: 0] -= e.amountCents
+            case .paymentAuthorized(let e): authorized[e.orderId] = e.amountCents
+            case .paymentDeclined(let e): declined.insert(e.orderId)
+            case .paymentCaptured(let e): ended.insert(e.orderId)
+            case .paymentRefunded(let e): ended.insert(e.orderId)
             default: break
             }
         }
-        var violations = spent.filter { $0.value > credit.limitCents(for: $0.key) }.map { "\($0.key) spent \($0.value) of \(credit.limitCents(for: $0.key))" }
-        if let payments {
-            let stored = try payments.read { db in
-                Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT customerId, usedCents FROM customerCredit").map { ($0["customerId"] as String, $0["usedCents"] as Int) })
-            }
-            for (customer, value) in spent where stored[customer, default: 0] != value {
-                violations.append("\(customer): the log says \(value) spent, payment-service says \(stored[customer, default: 0])")
+        var held: [String: Int] = [:]
+        var violations: [String] = []
+        func end(_ orderId: String, of customer: String) {
+            if ended.contains(orderId), let amount = authorized[orderId] { held[customer, default: 0] -= amount }
+        }
+        for envelope in events[.orders, default: []] {
+            switch envelope.event {
+            case .orderPlaced(let order):
+                let limit = credit.limitCents(for: order.customerId)
+                let before = held[order.customerId, default: 0]
+                if let amount = authorized[order.orderId] {
+                    held[order.customerId] = before + amount
+                    if before + amount > limit {
+                        violations.append("\(order.customerId): holds reach \(before + amount) of \(limit) with \(order.orderId)")
+                    }
+                } else if declined.contains(order.orderId), before + order.totalCents <= limit {
+                    violations.append("\(order.orderId) declined though \(before) + \(order.totalCents) fits \(limit)")
+                }
+            case .orderConfirmed(let order): end(order.orderId, of: order.customerId)
+            case .orderCancelled(let order): end(order.orderId, of: order.customerId)
+            default: break
             }
         }
-        return AuditResult(name: "authorized minus refunded stays within each customer's credit",
-                           checked: "\(spent.count) customers", violations: violations)
+        for (customer, value) in held where input.holds[customer, default: 0] != value {
+            violations.append("\(customer): the log leaves \(value) held, payment-service holds \(input.holds[customer, default: 0])")
+        }
+        return AuditResult(name: "open holds stay within each customer's credit and match payment-service",
+                           checked: "\(held.count) customers, \(authorized.count) authorizations", violations: violations)
     }
 
-    private func notifications() -> AuditResult {
+    /// An event caused by another carries the ID derived from its source, its cause and its place among what
+    /// that source emitted for the cause; so the IDs of the events one source emitted for one cause are exactly
+    /// the first n derived IDs.
+    func derivedIDs() -> AuditResult {
+        var caused: [String: [Envelope]] = [:]
+        for envelopes in events.values {
+            for envelope in envelopes {
+                guard let cause = envelope.causationId else { continue }
+                caused["\(envelope.source)/\(cause)", default: []].append(envelope)
+            }
+        }
+        var violations: [String] = []
+        for group in caused.values {
+            let expected = Set(group.indices.map { EventID.derived(source: group[0].source, causationId: group[0].causationId!, index: $0) })
+            for envelope in group where !expected.contains(envelope.eventId) {
+                violations.append("\(envelope.type.rawValue) \(envelope.eventId) from \(envelope.source) is not derived from its cause \(envelope.causationId!)")
+            }
+        }
+        return AuditResult(name: "every caused event carries the ID derived from its cause",
+                           checked: "\(caused.values.reduce(0) { $0 + $1.count }) caused events", violations: violations)
+    }
+
+    func notifications() -> AuditResult {
         let terminal = Set(count(.orderConfirmed).keys).union(count(.orderCancelled).keys)
         let sent = count(.notificationSent)
         var violations: [String] = []
         for id in terminal where sent[id, default: 0] != 1 { violations.append("\(id): \(sent[id, default: 0]) notifications") }
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: mailDirectory)) ?? []
         var emails: [String: Int] = [:]
-        for file in files where file.hasSuffix(".eml") { emails[String(file.split(separator: ".").first ?? ""), default: 0] += 1 }
-        if !files.isEmpty || !terminal.isEmpty {
-            for id in terminal where emails[id, default: 0] != 1 { violations.append("\(id): \(emails[id, default: 0]) emails in \(mailDirectory)") }
-        }
+        for file in input.emailFiles where file.hasSuffix(".eml") { emails[String(file.split(separator: ".").first ?? ""), default: 0] += 1 }
+        for id in terminal where emails[id, default: 0] != 1 { violations.append("\(id): \(emails[id, default: 0]) emails") }
         return AuditResult(name: "exactly one NotificationSent and one email per terminal order",
                            checked: "\(terminal.count) orders, \(emails.values.reduce(0, +)) emails", violations: violations)
     }
