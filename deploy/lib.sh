@@ -35,11 +35,37 @@ ensure_dependencies() {
 
 # Builds every product in the given configuration; a second run reuses what is built.
 build() {
-    local configuration="$1"
+    local configuration="$1" started=$SECONDS
     log "building ($configuration)"
-    (cd "$ROOT" && swift build -c "$configuration" 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Planning)' >&2)
+    (cd "$ROOT" && swift build -c "$configuration" 2>&1) | show_build_progress
+    log "built in $((SECONDS - started)) s"
     BIN_DIR="$(cd "$ROOT" && swift build -c "$configuration" --show-bin-path)"
     export BIN_DIR
+}
+
+# The compiler's "[n/total] step" lines: on a terminal, one line that counts up in place; elsewhere (CI's
+# log) only a line at each tenth of the way. Every other line (warnings, errors) passes through as it is.
+show_build_progress() {
+    local line done total tenth=-1 width
+    local terminal=0
+    [ -t 2 ] && terminal=1
+    width=$(( $( (tput cols 2>/dev/null || echo 80) ) - 20 ))
+    while IFS= read -r line; do
+        if [[ $line =~ ^\[([0-9]+)/([0-9]+)\]\ (.*)$ ]]; then
+            done=${BASH_REMATCH[1]} total=${BASH_REMATCH[2]}
+            if [ $terminal -eq 1 ]; then
+                printf '\r\033[K  [%s/%s] %s' "$done" "$total" "${BASH_REMATCH[3]:0:$width}" >&2
+            elif [ $((done * 10 / total)) -gt $tenth ]; then
+                tenth=$((done * 10 / total))
+                printf '  build step %s of %s\n' "$done" "$total" >&2
+            fi
+        else
+            [ $terminal -eq 1 ] && printf '\r\033[K' >&2
+            printf '%s\n' "$line" >&2
+        fi
+    done
+    [ $terminal -eq 1 ] && printf '\r\033[K' >&2
+    return 0
 }
 
 # Waits until a file exists, up to a number of seconds.

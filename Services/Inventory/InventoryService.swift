@@ -23,7 +23,7 @@ struct InventoryService: AsyncParsableCommand {
         let host = ServiceHost(settings: settings, handler: InventoryHandler(catalogue: .standard), topics: [.orders], migrations: InventorySchema.migrate)
         try await host.run { context in
             let (database, relay) = (context.database, context.relay)
-            let router = makeServiceRouter(service: settings.service)
+            let router = makeServiceRouter(settings: settings, apiPaths: ["/products", "/products/{id}", "/products/{id}/restock"])
             router.get("/products") { _, _ in
                 let stock = try await database.read { db in try Stock.fetchAll(db) }
                 return JSONResponse.make(.ok, stock.compactMap(ProductView.init))

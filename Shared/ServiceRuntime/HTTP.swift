@@ -43,14 +43,26 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// The router every service starts from: JSON errors and `GET /health`.
-public func makeServiceRouter(service: String) -> Router<BasicRequestContext> {
+/// The router every service starts from: JSON errors, `GET /health` (which names the very process that
+/// answers, so a caller can tell it from a stale one on the same port) and `GET /openapi.yaml`, the service's
+/// part of `docs/openapi.yaml`: `apiPaths` are the paths of its own API there.
+public func makeServiceRouter(settings: RuntimeSettings, apiPaths: Set<String> = []) -> Router<BasicRequestContext> {
     let router = Router()
     router.middlewares.add(JSONErrorMiddleware())
-    router.get("/health") { _, _ in
-        JSONResponse.make(.ok, ["status": "ok", "service": service])
+    let health = Health(status: "ok", service: settings.service, instance: settings.instanceID, pid: Int(getpid()))
+    router.get("/health") { _, _ in JSONResponse.make(.ok, health) }
+    let spec = OpenAPI.part(paths: apiPaths.union(["/health", "/openapi.yaml"]), service: settings.service, port: settings.port)
+    router.get("/openapi.yaml") { _, _ in
+        Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: spec)))
     }
     return router
+}
+
+struct Health: Encodable {
+    let status: String
+    let service: String
+    let instance: String
+    let pid: Int
 }
 
 /// A Hummingbird application on the service's port, as a lifecycle service.

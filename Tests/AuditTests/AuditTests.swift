@@ -1,7 +1,7 @@
 import DomainEvents
 import Foundation
 import Kafka
-import ServiceRuntime
+@testable import ServiceRuntime
 import Testing
 @testable import Emporium
 
@@ -185,5 +185,16 @@ struct EventIDTests {
     @Test func randomIDsAreVersion4() {
         let id = EventID.random()
         #expect(UUID(uuidString: id) != nil && Array(id)[14] == "4")
+    }
+}
+
+/// The hand-written SHA-1 behind version 5 UUIDs, against FIPS 180 vectors (also Python's hashlib).
+struct SHA1Tests {
+    private func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+    @Test func oneBlockAndManyBlocks() {
+        #expect(hex(SHA1.digest(Array("abc".utf8))) == "a9993e364706816aba3e25717850c26c9cd0d89d")
+        #expect(hex(SHA1.digest(Array(repeating: UInt8(ascii: "a"), count: 1000))) == "291e9a6c66994949b57ba5e650361e98fc36b1ba")
+        #expect(hex(SHA1.digest([])) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
     }
 }
