@@ -14,7 +14,8 @@ fi
 
 # Debian packages Emporium needs: librdkafka (and its mock cluster), SQLite, kcat for baselines and tests.
 ensure_dependencies() {
-    local missing=()
+    local missing=() sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
     pkg-config --exists rdkafka 2>/dev/null || missing+=(librdkafka-dev)
     [ -f /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
     command -v kcat >/dev/null 2>&1 || missing+=(kcat)
@@ -22,10 +23,20 @@ ensure_dependencies() {
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
-        local sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo="sudo"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if [ "${EMPORIUM_TEST_TOOLS:-0}" = 1 ]; then
+        # The tests drive a real browser and check the API and metrics with Python's own tools.
+        command -v chromium >/dev/null 2>&1 || {
+            log "installing chromium"
+            $sudo apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+        }
+        python3 -c "import schemathesis, prometheus_client" 2>/dev/null || {
+            log "installing schemathesis and prometheus-client from PyPI"
+            python3 -m pip install --quiet --disable-pip-version-check schemathesis==4.32.5 prometheus-client==0.26.0
+        }
     fi
     if ! command -v swift >/dev/null 2>&1; then
         echo "swift is not installed: Emporium needs Swift 6.1 or later on PATH" >&2

@@ -10,7 +10,8 @@
 #   --concurrency C         clients in closed loop (default 32)
 #   --instances SERVICE=N   run N instances of SERVICE (order-service, payment-service, inventory-service,
 #                           notification-service) in one consumer group, sharing its database
-#   --detach                leave everything running; stop it with deploy/stop.sh
+#   --detach                leave everything running, with the live console on http://127.0.0.1:8090;
+#                           stop it with deploy/stop.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SERVICES=(order-service payment-service inventory-service notification-service)
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
             [[ "$count" =~ ^[1-9][0-9]?$ ]] || { echo "--instances $2: the count must be 1 to 99" >&2; exit 2; }
             INSTANCES[$name]="$count"; shift ;;
         --detach) DETACH=1 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -89,9 +90,22 @@ for file in "$VAR_DIR"/pids/*.pid; do
     printf '  %-24s %s\n' "$name" "${hwm:-exited}"
 done
 
+if [ "$DETACH" -eq 1 ]; then
+    "$BIN_DIR/emporium" console --var-dir "$VAR_DIR" > "$VAR_DIR/logs/console.log" 2>&1 &
+    echo $! > "$VAR_DIR/pids/console.pid"
+    deadline=$((SECONDS + 30))
+    until curl -sf --max-time 2 http://127.0.0.1:8090/snapshot > /dev/null; do
+        [ $SECONDS -lt $deadline ] || { echo "the console did not start; see $VAR_DIR/logs/console.log" >&2; break; }
+        sleep 0.2
+    done
+fi
+
 cat <<SUMMARY
 
 Where to look
+  console     http://127.0.0.1:8090   (live: orders/s, hop latencies, partitions and lag, journeys; with --detach)
+  status      $BIN_DIR/emporium status --var-dir $VAR_DIR   (--watch to follow it, --json for scripts)
+  metrics     http://127.0.0.1:8080/metrics   (Prometheus text; 8081, 8082, 8083 for the other services)
   API         http://127.0.0.1:8080/orders?customerId=customer-1   (GET /orders/{id} for one order)
   products    http://127.0.0.1:8082/products
   Kafka       $BOOTSTRAP   (kcat -b "$BOOTSTRAP" -C -t orders -e)

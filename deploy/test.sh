@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-ensure_dependencies
+EMPORIUM_TEST_TOOLS=1 ensure_dependencies
 build debug
 export EMPORIUM_BIN_DIR="$BIN_DIR"
 log "running the tests"

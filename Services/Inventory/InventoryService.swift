@@ -23,7 +23,7 @@ struct InventoryService: AsyncParsableCommand {
         let host = ServiceHost(settings: settings, handler: InventoryHandler(catalogue: .standard), topics: [.orders], migrations: InventorySchema.migrate)
         try await host.run { context in
             let (database, relay) = (context.database, context.relay)
-            let router = makeServiceRouter(settings: settings, apiPaths: ["/products", "/products/{id}", "/products/{id}/restock"])
+            let router = makeServiceRouter(context: context, apiPaths: ["/products", "/products/{id}", "/products/{id}/restock"])
             router.get("/products") { _, _ in
                 let stock = try await database.read { db in try Stock.fetchAll(db) }
                 return JSONResponse.make(.ok, stock.compactMap(ProductView.init))
@@ -56,6 +56,7 @@ struct InventoryService: AsyncParsableCommand {
                 }
                 guard let restocked else { return JSONResponse.error(.notFound, "no product '\(id)'", field: "id") }
                 relay.wake()
+                DomainCounter.record(.stockRestocked(restocked))
                 return JSONResponse.make(.ok, restocked)
             }
             return [makeHTTPServer(router: router, port: settings.port, logger: Logger(label: "inventory-service.http"))]

@@ -15,6 +15,8 @@ struct Email: Codable, FetchableRecord, PersistableRecord {
     var body: String
     var createdAt: String
     var writtenAt: String?
+    var failedAt: String?
+    var failureReason: String?
 
     init(orderId: String, customerId: String, kind: NotificationKind, subject: String, body: String) {
         self.orderId = orderId
@@ -76,6 +78,13 @@ struct Email: Codable, FetchableRecord, PersistableRecord {
                 table.column("writtenAt", .text)
             }
             try db.create(index: "email_unwritten", on: "email", columns: ["writtenAt"])
+        }
+        // An email the SMTP relay refused for good is recorded as failed, with the reply, instead of blocking the rest.
+        migrator.registerMigration("notification-2-failures") { db in
+            try db.alter(table: "email") { table in
+                table.add(column: "failedAt", .text)
+                table.add(column: "failureReason", .text)
+            }
         }
     }
 }

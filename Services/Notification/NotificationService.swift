@@ -31,7 +31,7 @@ struct NotificationService: AsyncParsableCommand {
         }
         let host = ServiceHost(settings: settings, handler: NotificationHandler(), topics: [.orders], migrations: Email.migrate)
         try await host.run { context in
-            let router = makeServiceRouter(settings: settings)
+            let router = makeServiceRouter(context: context, apiPaths: ["/notifications/{orderId}"])
             router.get("/notifications/{orderId}") { _, request in
                 let id = try request.parameters.require("orderId")
                 guard let email = try await context.database.read({ db in try Email.fetchOne(db, key: id) }) else {

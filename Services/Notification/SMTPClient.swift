@@ -30,6 +30,11 @@ struct SMTPClient {
 
     struct Failure: Error, CustomStringConvertible {
         let description: String
+        /// The server's reply code, when it answered with the wrong one.
+        var code: Int? = nil
+
+        /// A 5xx reply: the server will never take this message, so sending it again is pointless.
+        var isPermanent: Bool { code.map { (500..<600).contains($0) } ?? false }
     }
 
     private final class Connection {
@@ -72,7 +77,7 @@ struct SMTPClient {
                 let line = try readLine()
                 guard line.count >= 3, let received = Int(line.prefix(3)) else { throw Failure(description: "malformed SMTP reply '\(line)'") }
                 if line.count > 3 && line[line.index(line.startIndex, offsetBy: 3)] == "-" { continue }
-                guard received == code else { throw Failure(description: "SMTP server answered '\(line)', expected \(code)") }
+                guard received == code else { throw Failure(description: "SMTP server answered '\(line)', expected \(code)", code: received) }
                 return
             }
         }

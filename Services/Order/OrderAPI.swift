@@ -58,15 +58,18 @@ struct OrderAPI {
             return JSONResponse.error(.badRequest, "Idempotency-Key must be 1 to 128 characters", field: "Idempotency-Key")
         }
         let cause = EventCause.request(traceparent: request.headers[.traceparent])
-        let outcome: (view: OrderView, created: Bool)
+        let outcome: (view: OrderView, placed: OrderPlaced?)
         do {
             outcome = try await context.database.write { db in try placeOrder(body, idempotencyKey: idempotencyKey, cause: cause, in: db) }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
             // The same Idempotency-Key raced in from another request or instance: answer with that order.
             guard let view = try await context.database.read({ db in try OrderView.load(byIdempotencyKey: idempotencyKey ?? "", in: db) }) else { throw error }
-            outcome = (view, false)
+            outcome = (view, nil)
         }
-        if outcome.created { context.relay.wake() }
+        if let placed = outcome.placed {
+            context.relay.wake()
+            DomainCounter.record(.orderPlaced(placed))
+        }
         guard outcome.view.matches(body) else {
             return JSONResponse.error(.unprocessableContent, "this Idempotency-Key was used for a different order", field: "Idempotency-Key")
         }
@@ -97,9 +100,9 @@ struct OrderAPI {
     }
 
     /// Writes the order and its `OrderPlaced` in one transaction; a known Idempotency-Key returns its order.
-    private func placeOrder(_ body: PlaceOrder, idempotencyKey: String?, cause: EventCause, in db: Database) throws -> (OrderView, Bool) {
+    private func placeOrder(_ body: PlaceOrder, idempotencyKey: String?, cause: EventCause, in db: Database) throws -> (OrderView, OrderPlaced?) {
         if let key = idempotencyKey, let existing = try OrderView.load(byIdempotencyKey: key, in: db) {
-            return (existing, false)
+            return (existing, nil)
         }
         let lines = body.lines.map { line in
             OrderLine(productId: line.productId, quantity: line.quantity, unitPriceCents: catalogue.product(line.productId)!.unitPriceCents)
@@ -118,7 +121,7 @@ struct OrderAPI {
         let envelopes = try Outbox.append([.orderPlaced(placed)], cause: cause, source: source, in: db)
         let entry = TimelineEntry(envelopes[0])
         try entry.insert(db)
-        return (OrderView(order, lines: lines, timeline: [entry]), true)
+        return (OrderView(order, lines: lines, timeline: [entry]), placed)
     }
 }
 

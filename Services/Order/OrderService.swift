@@ -20,7 +20,7 @@ struct OrderService: AsyncParsableCommand {
         let settings = try runtime.resolve(service: "order-service", defaultPort: 8080)
         let host = ServiceHost(settings: settings, handler: OrderHandler(), topics: [.payments, .inventory, .notifications], migrations: OrderSchema.migrate)
         try await host.run { context in
-            let router = makeServiceRouter(settings: settings, apiPaths: ["/orders", "/orders/{id}"])
+            let router = makeServiceRouter(context: context, apiPaths: ["/orders", "/orders/{id}"])
             OrderAPI(context: context, catalogue: .standard, source: settings.service).register(on: router)
             return [makeHTTPServer(router: router, port: settings.port, logger: Logger(label: "order-service.http"))]
         }

@@ -18,7 +18,7 @@ struct PaymentService: AsyncParsableCommand {
         let host = ServiceHost(settings: settings, handler: PaymentHandler(credit: .standard), topics: [.orders], migrations: PaymentSchema.migrate)
         try await host.run { context in
             let database = context.database
-            let router = makeServiceRouter(settings: settings, apiPaths: ["/customers/{id}/credit"])
+            let router = makeServiceRouter(context: context, apiPaths: ["/customers/{id}/credit"])
             router.get("/customers/{id}/credit") { _, context in
                 let id = try context.parameters.require("id")
                 let account = try await database.read { db in try CustomerCredit.fetchOne(db, key: id) }

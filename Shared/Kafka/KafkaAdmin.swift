@@ -27,6 +27,13 @@ public struct PartitionOffsets: Sendable, Hashable {
     public var lag: Int64 { high - max(committed ?? low, low) }
 }
 
+/// A broker of the cluster.
+public struct Broker: Sendable, Hashable, Codable {
+    public let id: Int32
+    public let host: String
+    public let port: Int32
+}
+
 /// Cluster-level requests: topic creation, metadata, watermarks, committed offsets.
 /// Each call blocks on librdkafka, so each runs on a spare thread.
 public final class KafkaAdmin: Sendable {
@@ -96,6 +103,22 @@ public final class KafkaAdmin: Sendable {
                 }
             }
             return counts
+        }
+    }
+
+    /// The cluster's brokers, as its metadata lists them.
+    public func brokers() async throws -> [Broker] {
+        let client = self.client
+        let timeout = timeoutMilliseconds
+        return try await offloaded {
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let code = rd_kafka_metadata(client.handle, 0, nil, &metadata, timeout)
+            guard code == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError.from(code, operation: "read metadata") }
+            defer { rd_kafka_metadata_destroy(metadata) }
+            return (0..<Int(metadata.pointee.broker_cnt)).map { index in
+                let broker = metadata.pointee.brokers[index]
+                return Broker(id: broker.id, host: String(cString: broker.host), port: broker.port)
+            }.sorted { $0.id < $1.id }
         }
     }
 

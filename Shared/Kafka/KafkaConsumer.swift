@@ -143,6 +143,26 @@ public final class KafkaConsumer: Sendable {
         defer { rd_kafka_topic_partition_list_destroy(list) }
         return list.entries.map(\.partition).sorted()
     }
+
+    /// Per assigned partition, how far this member is behind the log's end: the high watermark librdkafka last
+    /// saw in a fetch (no request is made) minus the next offset to be handed over. A partition this member has
+    /// not fetched from yet is left out.
+    public func lag() -> [TopicPartition: Int64] {
+        let assigned = assignment()
+        guard !assigned.isEmpty else { return [:] }
+        return withPartitionList(assigned.map { ($0, Int64(RD_KAFKA_OFFSET_INVALID)) }) { list in
+            guard rd_kafka_position(client.handle, list) == RD_KAFKA_RESP_ERR_NO_ERROR else { return [:] }
+            var lag: [TopicPartition: Int64] = [:]
+            for entry in list.entries where entry.offset >= 0 {
+                var low: Int64 = 0
+                var high: Int64 = 0
+                guard rd_kafka_get_watermark_offsets(client.handle, entry.partition.topic, entry.partition.partition, &low, &high)
+                    == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { continue }
+                lag[entry.partition] = max(0, high - entry.offset)
+            }
+            return lag
+        }
+    }
 }
 
 /// Topic names by librdkafka topic handle, so a batch builds each name once rather than once per message.

@@ -5,13 +5,15 @@ import Kafka
 import Logging
 
 /// What became of the messages of one batch.
-public struct BatchOutcome: Sendable, Equatable {
+public struct BatchOutcome: Sendable {
     public var applied = 0
     public var skipped = 0
     public var duplicates = 0
     public var alreadyApplied = 0
     public var deadLettered = 0
     public var emitted = 0
+    /// The same by topic and type, with the events' ages and what was emitted, for the metrics.
+    public var tally = BatchTally()
 
     public init() {}
 
@@ -50,25 +52,28 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
 
     public func process(_ messages: [ConsumedMessage], in db: Database) throws -> BatchOutcome {
         var outcome = BatchOutcome()
+        let now = Date()
         var offsets = try Inbox.nextOffsets(group: group, in: db)
         for message in messages {
             if let next = offsets[message.topicPartition], message.offset < next {
                 outcome.alreadyApplied += 1
+                outcome.tally.count(message, .alreadyApplied)
                 continue
             }
-            try apply(message, in: db, outcome: &outcome)
+            try apply(message, in: db, now: now, outcome: &outcome)
             offsets[message.topicPartition] = message.offset + 1
         }
         try Inbox.save(offsets, group: group, in: db)
         return outcome
     }
 
-    private func apply(_ message: ConsumedMessage, in db: Database, outcome: inout BatchOutcome) throws {
+    private func apply(_ message: ConsumedMessage, in db: Database, now: Date, outcome: inout BatchOutcome) throws {
         let envelope: Envelope
         do {
             let (type, _) = try Wire.route(message)
             guard handler.handledTypes.contains(type) else {
                 outcome.skipped += 1
+                outcome.tally.count(message, .skipped)
                 return
             }
             envelope = try Wire.decode(message)
@@ -78,6 +83,7 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
         }
         if try Inbox.contains(envelope.eventId, in: db) {
             outcome.duplicates += 1
+            outcome.tally.count(message, .duplicate)
             return
         }
         try Inbox.noteSequence(of: envelope, topic: message.topic, group: group, in: db)
@@ -88,15 +94,17 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
         while true {
             attempt += 1
             do {
-                var emitted = 0
+                var emitted: [Envelope] = []
                 try db.inSavepoint {
-                    let envelopes = try Outbox.append(handler.handle(envelope, in: db), cause: cause, source: source, in: db)
-                    try handler.emitted(envelopes, in: db)
-                    emitted = envelopes.count
+                    emitted = try Outbox.append(handler.handle(envelope, in: db), cause: cause, source: source, in: db)
+                    try handler.emitted(emitted, in: db)
                     return .commit
                 }
                 outcome.applied += 1
-                outcome.emitted += emitted
+                outcome.emitted += emitted.count
+                outcome.tally.count(message, .applied)
+                outcome.tally.applied(envelope, topic: message.topic, now: now)
+                outcome.tally.emitted(emitted)
                 break
             } catch {
                 guard attempt < retry.attempts else {
@@ -115,5 +123,6 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
         logger.error("dead-lettering \(message.topicPartition)@\(message.offset): \(reason)")
         try Outbox.append(DeadLetter.message(for: message, reason: reason, group: group), in: db)
         outcome.deadLettered += 1
+        outcome.tally.count(message, .deadLettered)
     }
 }

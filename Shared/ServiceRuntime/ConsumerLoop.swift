@@ -1,13 +1,18 @@
 import DomainEvents
+import Foundation
 import GRDB
 import Kafka
 import Logging
+import Metrics
 import ServiceLifecycle
+import Synchronization
 
 /// Consumes a service's topics in batches: each batch is one write transaction, then the relay is woken and
 /// the offsets are committed. On graceful shutdown it stops taking batches, finishes and commits the batch in
 /// hand, and leaves the group.
 public final class ConsumerLoop<Handler: EventHandler>: Service {
+    /// What this member owns and has done, for `GET /status` and the metrics.
+    public let status = ConsumerStatus()
     private let processor: BatchProcessor<Handler>
     private let database: DatabasePool
     private let configuration: KafkaConfiguration
@@ -36,10 +41,17 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
         let consumer = try KafkaConsumer(
             configuration: configuration, group: processor.group, topics: topics, batching: batching, logger: logger)
         logger.info("consuming \(topics) as group \(processor.group)")
+        status.attach(consumer)
+        let status = self.status
+        let watcher = Task { for await event in consumer.events { status.note(event) } }
+        defer { watcher.cancel() }
         var failures = 0
         for try await batch in consumer.batches.cancelOnGracefulShutdown() {
+            let started = ContinuousClock.now
             do {
                 let outcome = try await processor.process(batch.messages, in: database)
+                ConsumerMetrics.shared.record(outcome.tally, messages: batch.messages.count, transaction: .now - started)
+                status.batchDone()
                 if outcome.emitted + outcome.deadLettered > 0 { relay.wake() }
                 if outcome.applied > 0 { batchApplied?.signal() }
                 failures = 0
@@ -59,6 +71,71 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
             }
         }
         await consumer.close()
+        status.detach()
         logger.info("consumer stopped")
+    }
+}
+
+/// A consumer group member as `GET /status` shows it: the partitions it owns right now (the embedded cluster
+/// cannot describe groups, so ownership comes from the members), how often it was rebalanced, its last batch.
+public final class ConsumerStatus: Sendable {
+    private struct State {
+        var consumer: KafkaConsumer?
+        var assigned: [TopicPartition] = []
+        var lastBatchAt: String?
+    }
+
+    private let state = Mutex(State())
+    private let rebalances: Counter
+    private let fellOffLog: Counter
+    private let assignedGauge: Gauge
+
+    public init() {
+        ServiceMetrics.bootstrap()
+        rebalances = Counter(label: "emporium_consumer_rebalances_total")
+        fellOffLog = Counter(label: "emporium_consumer_offsets_fell_off_log_total")
+        assignedGauge = Gauge(label: "emporium_consumer_assigned_partitions")
+    }
+
+    func attach(_ consumer: KafkaConsumer) { state.withLock { $0.consumer = consumer } }
+
+    func detach() {
+        state.withLock { $0 = State(lastBatchAt: $0.lastBatchAt) }
+        assignedGauge.record(0)
+    }
+
+    func batchDone() {
+        let now = Timestamp.now()
+        state.withLock { $0.lastBatchAt = now }
+    }
+
+    func note(_ event: KafkaConsumerEvent) {
+        switch event {
+        case .assigned(let partitions):
+            rebalances.increment()
+            let count = state.withLock { state in
+                state.assigned = (Set(state.assigned).union(partitions)).sorted()
+                return state.assigned.count
+            }
+            assignedGauge.record(count)
+        case .revoked(let partitions):
+            let count = state.withLock { state in
+                state.assigned = Set(state.assigned).subtracting(partitions).sorted()
+                return state.assigned.count
+            }
+            assignedGauge.record(count)
+        case .offsetFellOffLog:
+            fellOffLog.increment()
+        case .error:
+            break
+        }
+    }
+
+    public var assigned: [TopicPartition] { state.withLock { $0.assigned } }
+    public var lastBatchAt: String? { state.withLock { $0.lastBatchAt } }
+
+    /// Per owned partition, the messages not yet handed over (see `KafkaConsumer.lag()`).
+    public func lag() -> [TopicPartition: Int64] {
+        state.withLock { $0.consumer }?.lag() ?? [:]
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import Kafka
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -25,6 +26,10 @@ public final class OutboxRelay: Service {
     private let foreignWriteCheck: Duration
     private let stopping = Atomic<Bool>(false)
     private let delivered = Atomic<Int>(0)
+    private let leaseHeld = Atomic<Bool>(false)
+    private let relayed: Counter
+    /// From handing a batch to the producer until its last delivery report: what a hop waits on Kafka.
+    private let deliveryLatency: Metrics.Timer
 
     public init(
         database: DatabasePool, databasePath: String, configuration: KafkaConfiguration, logger: Logger,
@@ -36,6 +41,9 @@ public final class OutboxRelay: Service {
         self.logger = logger
         self.batchSize = batchSize
         self.foreignWriteCheck = foreignWriteCheck
+        ServiceMetrics.bootstrap()
+        relayed = Counter(label: "emporium_outbox_relayed_total")
+        deliveryLatency = Metrics.Timer(label: "emporium_relay_delivery_duration_seconds")
     }
 
     /// Tells the relay that rows were written.
@@ -46,12 +54,19 @@ public final class OutboxRelay: Service {
     /// Rows delivered since start.
     public var deliveredCount: Int { delivered.load(ordering: .relaxed) }
 
+    /// Whether this process holds the relay lease, and so is the one publishing the shared outbox.
+    public var holdsLease: Bool { leaseHeld.load(ordering: .relaxed) }
+
     public func run() async throws {
         let leasePath = self.leasePath
         let logger = self.logger
-        guard let lease = try await cancelWhenGracefulShutdown({ try await RelayLease.acquire(at: leasePath, logger: logger) })
+        guard let lease = try await cancelWhenGracefulShutdown({ try await Lease.acquire(at: leasePath, logger: logger) })
         else { return }
-        defer { lease.release() }
+        leaseHeld.store(true, ordering: .relaxed)
+        defer {
+            leaseHeld.store(false, ordering: .relaxed)
+            lease.release()
+        }
         logger.info("relay lease acquired; publishing the outbox")
 
         var properties = configuration
@@ -105,7 +120,9 @@ public final class OutboxRelay: Service {
             try OutboxRow.order(Column("id")).limit(self.batchSize).fetchAll(db)
         }
         guard !rows.isEmpty else { return false }
+        let sent = ContinuousClock.now
         let results = await producer.send(rows.map(\.message))
+        deliveryLatency.recordNanoseconds((ContinuousClock.now - sent).nanoseconds)
         // Rows are deleted up to the first failure only, so the next attempt starts there and keeps the order.
         let deliveredPrefix = results.prefix { if case .success = $0 { true } else { false } }.count
         if deliveredPrefix > 0 {
@@ -114,6 +131,7 @@ public final class OutboxRelay: Service {
                 _ = try OutboxRow.filter(Column("id") <= lastDelivered).deleteAll(db)
             }
             delivered.add(deliveredPrefix, ordering: .relaxed)
+            relayed.increment(by: deliveredPrefix)
         }
         if deliveredPrefix < results.count, case .failure(let error) = results[deliveredPrefix] {
             throw error

@@ -30,6 +30,7 @@ public struct ServiceHost<Handler: EventHandler> {
             return handler
         }
         let logger = Logger(label: settings.service)
+        ServiceMetrics.bootstrap()
         let database = try ServiceDatabase.open(at: settings.databasePath, migrations: migrations)
         if !settings.kafka.isEmbeddedCluster {
             try await KafkaAdmin(configuration: settings.kafka).createTopics(Topic.allCases.flatMap { topic in
@@ -41,7 +42,8 @@ public struct ServiceHost<Handler: EventHandler> {
         let consumer = ConsumerLoop(
             processor: BatchProcessor(handler: handler, group: settings.group, source: settings.service, logger: logger),
             database: database, configuration: settings.kafka, topics: topics, relay: relay, batchApplied: batchApplied, logger: logger)
-        let context = ServiceContext(database: database, relay: relay, batchApplied: batchApplied, logger: logger)
+        let context = ServiceContext(
+            settings: settings, database: database, relay: relay, consumer: consumer.status, batchApplied: batchApplied, logger: logger)
         let group = ServiceGroup(
             services: [relay, consumer] + (try services(context)),
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -50,6 +52,10 @@ public struct ServiceHost<Handler: EventHandler> {
             "database": "\(settings.databasePath)", "group": "\(settings.group)",
             "kafka": "\(settings.kafka.bootstrapServers ?? "")",
         ])
+        let record = try InstanceRecord(
+            service: settings.service, instance: settings.instanceID, pid: getpid(), url: "http://127.0.0.1:\(settings.port)"
+        ).write(varDirectory: settings.varDirectory)
+        defer { try? FileManager.default.removeItem(atPath: record) }
         try await group.run()
         logger.info("\(settings.service) stopped")
     }
@@ -57,9 +63,11 @@ public struct ServiceHost<Handler: EventHandler> {
 
 /// What a service's own parts get from the host.
 public struct ServiceContext: Sendable {
+    public let settings: RuntimeSettings
     public let database: DatabasePool
     /// Wake it after writing to the outbox outside the consumer loop (an HTTP request).
     public let relay: OutboxRelay
+    public let consumer: ConsumerStatus
     /// Signalled after each batch that applied at least one event.
     public let batchApplied: Wakeup
     public let logger: Logger

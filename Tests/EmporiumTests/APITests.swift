@@ -14,12 +14,12 @@ import Testing
     }
 
     @Test func eachServiceServesItsOwnPartOfTheOpenAPIDocument() async throws {
-        let shop = try await Shop(basePort: 19_100, partitions: 2)
+        let shop = try await Shop(partitions: 2)
         let expected = [
-            "order-service": ["/health", "/openapi.yaml", "/orders", "/orders/{id}"],
-            "payment-service": ["/customers/{id}/credit", "/health", "/openapi.yaml"],
-            "inventory-service": ["/health", "/openapi.yaml", "/products", "/products/{id}", "/products/{id}/restock"],
-            "notification-service": ["/health", "/openapi.yaml"],
+            "order-service": ["/health", "/metrics", "/openapi.yaml", "/orders", "/orders/{id}", "/status"],
+            "payment-service": ["/customers/{id}/credit", "/health", "/metrics", "/openapi.yaml", "/status"],
+            "inventory-service": ["/health", "/metrics", "/openapi.yaml", "/products", "/products/{id}", "/products/{id}/restock", "/status"],
+            "notification-service": ["/health", "/metrics", "/notifications/{orderId}", "/openapi.yaml", "/status"],
         ]
         for (service, paths) in expected {
             #expect(try self.paths(served: "http://127.0.0.1:\(shop.port(of: service))/openapi.yaml") == paths, "\(service)")
@@ -30,15 +30,18 @@ import Testing
     /// schemathesis generates requests from the document (valid and invalid ones) and checks every answer: no
     /// server error, a documented status code, the documented content type, headers and body schema.
     @Test func schemathesisFindsNoAnswerThatBreaksTheDocument() async throws {
-        let shop = try await Shop(basePort: 19_200, partitions: 2)
+        let shop = try await Shop(partitions: 2)
         var generated = 0
         for service in ["order-service", "inventory-service"] {
             let report = shop.varDir.appendingPathComponent("\(service)-schemathesis.xml")
             let result = try run("/usr/bin/env", [
                 "schemathesis", "run", "http://127.0.0.1:\(shop.port(of: service))/openapi.yaml",
-                "--checks", "all", "--exclude-checks", "ignored_auth,object_level_authorization",
-                "--max-examples", "60", "--seed", "2026", "--generation-deterministic", "--workers", "1",
-                "--request-timeout", "10", "--max-time", "120", "--no-color",
+                // Every check but those about authentication, which Emporium has none of, and positive data
+                // acceptance: JSON Schema cannot say that an Idempotency-Key is for one order only, or that an
+                // order has one line per product, so schema-valid requests that break those rules rightly get 422.
+                "--checks", "all", "--exclude-checks", "ignored_auth,object_level_authorization,positive_data_acceptance",
+                "--max-examples", "50", "--seed", "2026", "--generation-deterministic", "--workers", "1",
+                "--request-timeout", "10", "--no-color",
                 "--report", "junit", "--report-junit-path", report.path,
             ], environment: ProcessInfo.processInfo.environment.merging(["SCHEMATHESIS_HOOKS": ""]) { _, new in new })
             print(result.output)
@@ -50,10 +53,11 @@ import Testing
         shop.stop()
     }
 
-    /// The number from schemathesis's summary line, "Test cases: N generated, …".
+    /// The number from schemathesis's summary, "Test cases:" and on the next line "N generated, …".
     static func generatedCases(in output: String) -> Int {
-        guard let line = output.split(separator: "\n").first(where: { $0.contains("Test cases:") }),
-              let number = line.split(separator: ":").last?.split(separator: " ").first else { return 0 }
+        let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let heading = lines.firstIndex(of: "Test cases:"), heading + 1 < lines.count,
+              let number = lines[heading + 1].split(separator: " ").first else { return 0 }
         return Int(number) ?? 0
     }
 }

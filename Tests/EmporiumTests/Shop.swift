@@ -9,15 +9,16 @@ final class Shop: @unchecked Sendable {
     static let services = ["order-service", "payment-service", "inventory-service", "notification-service"]
 
     let varDir: URL
-    let basePort: Int
     let cluster: ChildProcess
     let bootstrap: String
     private(set) var processes: [String: [ChildProcess]] = [:]
     private let environment: [String: [String: String]]
+    /// Each instance's port, chosen by the kernel: "<service>-<instance>" → port.
+    private var ports: [String: Int] = [:]
 
-    /// Starts the cluster and every service (`instances` of each, default one) and waits until all are healthy.
-    init(basePort: Int, instances: [String: Int] = [:], partitions: Int = 12, environment: [String: [String: String]] = [:]) async throws {
-        self.basePort = basePort
+    /// Starts the cluster and every service (`instances` of each, default one) and waits until each answers
+    /// `/health` as the very process this shop started.
+    init(instances: [String: Int] = [:], partitions: Int = 12, environment: [String: [String: String]] = [:]) async throws {
         self.environment = environment
         varDir = try temporaryDirectory("shop")
         cluster = try ChildProcess(
@@ -30,26 +31,40 @@ final class Shop: @unchecked Sendable {
             for instance in 1...(instances[service] ?? 1) { try start(service, instance: instance) }
         }
         for service in Self.services {
-            for instance in 1...(instances[service] ?? 1) {
-                let url = "http://127.0.0.1:\(port(of: service, instance: instance))/health"
-                try await waitUntil(.seconds(60), "\(service)-\(instance) healthy") { try curl(["-sf", url]).status == 0 }
-            }
+            for instance in 1...(instances[service] ?? 1) { try await waitUntilHealthy(service, instance: instance) }
+        }
+    }
+
+    /// Waits until the instance's `/health` names the PID this shop started it with, not some stale process.
+    func waitUntilHealthy(_ service: String, instance: Int) async throws {
+        let process = processes[service]![instance - 1]
+        try await waitUntil(.seconds(60), "\(service)-\(instance) healthy") {
+            guard process.isRunning else { throw ChildExited(name: "\(service)-\(instance)", output: process.output) }
+            return json(try get("\(url(of: service, instance: instance))/health").text)["pid"] as? Int == Int(process.pid)
         }
     }
 
     func port(of service: String, instance: Int = 1) -> Int {
-        basePort + Self.services.firstIndex(of: service)! + 10 * (instance - 1)
+        ports["\(service)-\(instance)"]!
     }
 
-    var orderURL: String { "http://127.0.0.1:\(port(of: "order-service"))" }
+    var orderURL: String { url(of: "order-service") }
 
+    func url(of service: String, instance: Int = 1) -> String { "http://127.0.0.1:\(port(of: service, instance: instance))" }
+
+    /// Starts (or restarts, on the same port) one instance.
     func start(_ service: String, instance: Int) throws {
+        let name = "\(service)-\(instance)"
+        if ports[name] == nil { ports[name] = try freePorts(1)[0] }
         let process = try ChildProcess(
             Executables.url(service), ["--var-dir", varDir.path],
-            log: varDir.appendingPathComponent("\(service)-\(instance).log"),
-            environment: ["PORT": String(port(of: service, instance: instance)), "INSTANCE_ID": "\(service)-\(instance)"]
-                .merging(environment[service] ?? [:]) { _, own in own })
-        processes[service, default: []].append(process)
+            log: varDir.appendingPathComponent("\(name).log"),
+            environment: ["PORT": String(ports[name]!), "INSTANCE_ID": name].merging(environment[service] ?? [:]) { _, own in own })
+        if processes[service, default: []].count >= instance {
+            processes[service]![instance - 1] = process
+        } else {
+            processes[service, default: []].append(process)
+        }
     }
 
     func instances(of service: String) -> [ChildProcess] { processes[service] ?? [] }
@@ -70,6 +85,7 @@ final class Shop: @unchecked Sendable {
     func database(_ service: String) throws -> DatabaseQueue {
         var configuration = Configuration()
         configuration.readonly = true
+        configuration.busyMode = .timeout(10)
         return try DatabaseQueue(path: varDir.appendingPathComponent("db/\(service).sqlite").path, configuration: configuration)
     }
 
@@ -86,6 +102,12 @@ final class Shop: @unchecked Sendable {
         return statuses
     }
 
+    struct ChildExited: Error, CustomStringConvertible {
+        let name: String
+        let output: String
+        var description: String { "\(name) exited; its log ends:\n\(output.suffix(2000))" }
+    }
+
     deinit {
         for list in processes.values { for process in list where process.isRunning { process.stop(signal: SIGKILL) } }
         if cluster.isRunning { cluster.stop(signal: SIGKILL) }
@@ -93,9 +115,9 @@ final class Shop: @unchecked Sendable {
     }
 }
 
-/// curl, for the few single requests a test makes by hand.
+/// curl, for the few single requests a test makes by hand; none may take more than 30 seconds.
 func curl(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    try run("/usr/bin/curl", arguments)
+    try run("/usr/bin/curl", ["--max-time", "30"] + arguments, timeout: .seconds(40))
 }
 
 /// A JSON object from a response body.

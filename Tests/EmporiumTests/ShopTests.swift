@@ -28,7 +28,7 @@ import Testing
     }
 
     @Test func twoThousandSkewedOrdersThroughTwoInstancesEachEndTerminalWithACleanAudit() async throws {
-        let shop = try await Shop(basePort: 18_100, instances: ["payment-service": 2, "inventory-service": 2])
+        let shop = try await Shop(instances: ["payment-service": 2, "inventory-service": 2])
         let run = try shop.generate(["--orders", "2000", "--customers", "50", "--products", "200", "--skew", "1.0", "--seed", "7", "--json"])
         #expect(run.status == 0, "generator: \(run.output)")
         let summary = json(run.output.split(separator: "\n").last.map(String.init) ?? "")
@@ -36,6 +36,15 @@ import Testing
         #expect(summary["pending"] as? Int == 0)
         #expect(summary["httpErrors"] as? Int == 0)
         try expectCleanAudit(shop)
+
+        // Two instances each, seen from the processes themselves: two PIDs, the 12 partitions split between them.
+        for service in ["payment-service", "inventory-service"] {
+            let statuses = try (1...2).map { json(try get("\(shop.url(of: service, instance: $0))/status").text) }
+            #expect(Set(statuses.compactMap { $0["pid"] as? Int }).count == 2)
+            let owned = statuses.map { ($0["partitions"] as? [[String: Any]] ?? []).compactMap { $0["partition"] as? Int } }
+            #expect(owned.allSatisfy { !$0.isEmpty }, "both \(service) instances own partitions: \(owned)")
+            #expect(Set(owned[0]).isDisjoint(with: owned[1]) && Set(owned[0] + owned[1]) == Set(0..<12))
+        }
 
         // Each consumer group handled every key's events in increasing order and read every offset to the end.
         let admin = try KafkaAdmin(configuration: KafkaConfiguration(bootstrapServers: shop.bootstrap))
@@ -63,7 +72,7 @@ import Testing
     /// stopped no order can be confirmed, so the holds stay open: the orders beyond the limit are declined. Once
     /// the held orders are confirmed and captured, the credit is free again.
     @Test func openHoldsDeclineOrdersOverTheLimitAndCaptureFreesTheCredit() async throws {
-        let shop = try await Shop(basePort: 18_200, partitions: 4)
+        let shop = try await Shop(partitions: 4)
         let customer = try #require((1...1000).map { "customer-\($0)" }.first { CreditPolicy.standard.isLowLimit($0) })
         let limit = CreditPolicy.standard.limitCents(for: customer)
         let product = try #require(Catalogue.standard.product("product-3"))
@@ -103,7 +112,7 @@ import Testing
     /// The warehouse restocks a product that a reservation leaves at its reorder point; an order for more than is
     /// on hand is still short, and its authorized payment is refunded, never captured.
     @Test func aReservationAtTheReorderPointRestocksAndAnOrderLargerThanTheStockIsCancelledAndRefunded() async throws {
-        let shop = try await Shop(basePort: 18_300, partitions: 4)
+        let shop = try await Shop(partitions: 4)
         let scarce = try #require(Catalogue.standard.product("product-10"))
         let buyer = try #require((1...1000).map { "customer-\($0)" }.first { !CreditPolicy.standard.isLowLimit($0) })
         let stock = "http://127.0.0.1:\(shop.port(of: "inventory-service"))/products/product-10"
@@ -135,7 +144,7 @@ import Testing
     /// A shop must look like a shop at any run length: with holds that end and a warehouse that replenishes, the
     /// last 5,000 of 20,000 orders end as well as the first 5,000, and the README's example is still confirmed.
     @Test func twentyThousandOrdersEndAsWellAtTheEndAsAtTheStart() async throws {
-        let shop = try await Shop(basePort: 18_800)
+        let shop = try await Shop()
         let run = try shop.generate(["--orders", "20000", "--concurrency", "64", "--customers", "100", "--products", "200",
                                      "--skew", "1.0", "--seed", "13", "--timeout", "600", "--json"])
         #expect(run.status == 0, "generator: \(run.output)")
@@ -168,7 +177,7 @@ import Testing
     }
 
     @Test func aRetriedPostWithTheSameIdempotencyKeyMakesOneOrderAndBadRequestsGetJSONErrors() async throws {
-        let shop = try await Shop(basePort: 18_400, partitions: 2)
+        let shop = try await Shop(partitions: 2)
         let body = "{\"customerId\":\"customer-7\",\"lines\":[{\"productId\":\"product-1\",\"quantity\":1}]}"
         let first = try post("\(shop.orderURL)/orders", body, headers: ["Idempotency-Key: retry-me"])
         let second = try post("\(shop.orderURL)/orders", body, headers: ["Idempotency-Key: retry-me"])
@@ -198,22 +207,24 @@ import Testing
         let missing = try get("\(shop.orderURL)/nowhere")
         #expect(missing.code == 404 && json(missing.text)["error"] != nil)
 
+        // Read the stock only once the order above has reserved its line, so that nothing moves it between the
+        // read and the restock.
+        try await waitUntil(.seconds(30), "every order terminal") {
+            let orders = try JSONSerialization.jsonObject(with: Data(try get("\(shop.orderURL)/orders?customerId=customer-7").text.utf8)) as? [[String: Any]]
+            return orders?.allSatisfy { $0["status"] as? String != "pending" } ?? false
+        }
         let inventory = "http://127.0.0.1:\(shop.port(of: "inventory-service"))"
         let before = try #require(json(try get("\(inventory)/products/product-1").text)["available"] as? Int)
         let restocked = try post("\(inventory)/products/product-1/restock", "{\"quantity\":25}")
         #expect(restocked.code == 200 && restocked.body["available"] as? Int == before + 25)
         #expect(try post("\(inventory)/products/product-1/restock", "{\"quantity\":0}").code == 422)
         #expect(try post("\(inventory)/products/nothing/restock", "{\"quantity\":1}").code == 404)
-        try await waitUntil(.seconds(30), "every order terminal") {
-            let orders = try JSONSerialization.jsonObject(with: Data(try get("\(shop.orderURL)/orders?customerId=customer-7").text.utf8)) as? [[String: Any]]
-            return orders?.allSatisfy { $0["status"] as? String != "pending" } ?? false
-        }
         try expectCleanAudit(shop)
         shop.stop()
     }
 
     @Test func aPoisonMessageLandsInTheDeadLetterTopicOncePerGroupAndLaterOrdersComplete() async throws {
-        let shop = try await Shop(basePort: 18_500, partitions: 4)
+        let shop = try await Shop(partitions: 4)
         let producer = Process()
         producer.executableURL = URL(fileURLWithPath: "/usr/bin/kcat")
         producer.arguments = ["-P", "-b", shop.bootstrap, "-t", "orders", "-k", "customer-1"]
@@ -227,6 +238,8 @@ import Testing
 
         let run = try shop.generate(["--orders", "50", "--customers", "10", "--seed", "3", "--json"])
         #expect(run.status == 0, "\(run.output)")
+        let placed = json(run.output.split(separator: "\n").last.map(String.init) ?? "")
+        #expect(placed["placed"] as? Int == 50 && placed["httpErrors"] as? Int == 0 && placed["pending"] as? Int == 0, "\(placed)")
         var letters: [[String: Any]] = []
         try await waitUntil(.seconds(60), "three dead letters") {
             letters = try shop.emporium(["dlq", "list", "orders", "--json"]).output.split(separator: "\n").map { json(String($0)) }.filter { !$0.isEmpty }
@@ -256,12 +269,13 @@ import Testing
         defer { try? FileManager.default.removeItem(at: sink) }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Support/smtp_sink.py")
-        let server = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"), ["python3", script.path, "18725", sink.path],
+        let port = try freePorts(1)[0]
+        let server = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"), ["python3", script.path, String(port), sink.path],
                                       log: sink.appendingPathComponent("server.log"))
         defer { server.stop(signal: SIGKILL) }
         try await waitUntil(.seconds(10), "the SMTP sink") { server.output.contains("ready") }
-        let shop = try await Shop(basePort: 18_700, partitions: 2,
-                                  environment: ["notification-service": ["SMTP_URL": "smtp://127.0.0.1:18725"]])
+        let shop = try await Shop(partitions: 2,
+                                  environment: ["notification-service": ["SMTP_URL": "smtp://127.0.0.1:\(port)"]])
         let run = try shop.generate(["--orders", "5", "--customers", "3", "--seed", "5", "--json"])
         #expect(run.status == 0, "\(run.output)")
         var mailed: [String] = []
@@ -269,20 +283,67 @@ import Testing
             mailed = try FileManager.default.contentsOfDirectory(atPath: sink.path).filter { $0.hasSuffix(".eml") }
             return mailed.count >= 5
         }
+        // Once the shop is at rest (the audit waits for that), no further mail may have arrived.
+        try expectCleanAudit(shop)
+        mailed = try FileManager.default.contentsOfDirectory(atPath: sink.path).filter { $0.hasSuffix(".eml") }
         #expect(mailed.count == 5)
         let files = try FileManager.default.contentsOfDirectory(atPath: shop.varDir.appendingPathComponent("mail").path)
+        var messageIds = Set<String>()
         for name in mailed {
             let message = try String(contentsOf: sink.appendingPathComponent(name), encoding: .utf8)
             let messageId = try #require(message.split(separator: "\r\n").first { $0.hasPrefix("Message-ID: <") })
+            messageIds.insert(String(messageId))
             let order = messageId.dropFirst("Message-ID: <".count).split(separator: ".").first.map(String.init) ?? ""
             #expect(files.contains { $0.hasPrefix(order) }, "the relay got \(order), which has no .eml file")
         }
+        #expect(messageIds.count == 5, "every email has its own Message-ID")
+        shop.stop()
+    }
+
+    /// Two notification-service instances share one database and one SMTP relay that refuses one customer's
+    /// mailbox for good and turns the first messages away for now: each email is sent once, the refused ones are
+    /// recorded as failed with the relay's reply, and the rest go on.
+    @Test func twoNotificationInstancesAndAFlakyRelaySendEachEmailOnceAndRecordRefusals() async throws {
+        let sink = try temporaryDirectory("smtp")
+        defer { try? FileManager.default.removeItem(at: sink) }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Support/smtp_sink.py")
+        let port = try freePorts(1)[0]
+        let server = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"),
+                                      ["python3", script.path, String(port), sink.path, "--refuse", "customer-2@", "--fail-first", "3"],
+                                      log: sink.appendingPathComponent("server.log"))
+        defer { server.stop(signal: SIGKILL) }
+        try await waitUntil(.seconds(10), "the SMTP sink") { server.output.contains("ready") }
+        let shop = try await Shop(instances: ["notification-service": 2], partitions: 2,
+                                  environment: ["notification-service": ["SMTP_URL": "smtp://127.0.0.1:\(port)"]])
+        let run = try shop.generate(["--orders", "30", "--customers", "5", "--seed", "8", "--json"])
+        #expect(run.status == 0, "\(run.output)")
+        try expectCleanAudit(shop)
+        let database = try shop.database("notification-service")
+        try await waitUntil(.seconds(60), "every email delivered or refused") {
+            try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM email WHERE writtenAt IS NULL AND failedAt IS NULL") } == 0
+        }
+        let (delivered, refused) = try await database.read { db in
+            (try String.fetchAll(db, sql: "SELECT messageId FROM email WHERE writtenAt IS NOT NULL"),
+             try Row.fetchAll(db, sql: "SELECT customerId, failureReason FROM email WHERE failedAt IS NOT NULL"))
+        }
+        #expect(delivered.count + refused.count == 30)
+        #expect(!refused.isEmpty && refused.allSatisfy { ($0["customerId"] as String) == "customer-2" && ($0["failureReason"] as String).contains("550") })
+        let mailed = try FileManager.default.contentsOfDirectory(atPath: sink.path).filter { $0.hasSuffix(".eml") }
+        let received = try mailed.map { name in
+            try String(contentsOf: sink.appendingPathComponent(name), encoding: .utf8).split(separator: "\r\n")
+                .first { $0.hasPrefix("Message-ID: ") }.map { String($0.dropFirst("Message-ID: ".count)) } ?? ""
+        }
+        #expect(received.count == delivered.count, "each delivered email reached the relay once")
+        #expect(Set(received) == Set(delivered))
+        let senders = shop.instances(of: "notification-service").filter { $0.output.contains("mail lease acquired") }
+        #expect(senders.count == 1, "exactly one instance delivers mail")
         shop.stop()
     }
 
     /// Issue 4's lifecycle: SIGTERM mid-stream exits 0, and killing the relaying instance hands the relay over.
     @Test func sigtermAndAKilledRelayMidStreamLoseNothingAndApplyNothingTwice() async throws {
-        let shop = try await Shop(basePort: 18_600, instances: ["payment-service": 2], partitions: 6)
+        let shop = try await Shop(instances: ["payment-service": 2], partitions: 6)
         let generator = try ChildProcess(
             Executables.url("emporium"),
             ["generate", "--url", shop.orderURL, "--orders", "600", "--rate", "100", "--customers", "40", "--seed", "11", "--json", "--var-dir", shop.varDir.path],
@@ -306,7 +367,7 @@ import Testing
         try await waitUntil(.seconds(180), "the generator finishes") { !generator.isRunning }
         #expect(generator.stop() == 0, "generator: \(generator.output)")
         let summary = json(generator.output.split(separator: "\n").last.map(String.init) ?? "")
-        #expect(summary["pending"] as? Int == 0)
+        #expect(summary["placed"] as? Int == 600 && summary["httpErrors"] as? Int == 0 && summary["pending"] as? Int == 0, "\(summary)")
         try expectCleanAudit(shop)
         let statuses = shop.stop()
         #expect(statuses.values.allSatisfy { $0 == 0 }, "exit statuses \(statuses)")

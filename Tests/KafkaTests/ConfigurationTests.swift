@@ -35,6 +35,9 @@ import Testing
         #expect(consumer["enable.auto.offset.store"] == "false")
         #expect(consumer["auto.offset.reset"] == "earliest")
         #expect(consumer["group.id"] == "payments")
+        // What the README promises: the eager assignors and a 6 s session timeout.
+        #expect(consumer["partition.assignment.strategy"] == "range,roundrobin")
+        #expect(consumer["session.timeout.ms"] == "6000")
     }
 
     @Test func scopedPropertiesReachOnlyTheirKindOfClient() {

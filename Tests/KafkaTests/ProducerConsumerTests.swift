@@ -80,11 +80,14 @@ import Testing
 
         let second = try KafkaConsumer(configuration: cluster.configuration, group: "split", topics: [cluster.topic], batching: batching)
         let secondRun = Task { try await consume(second, into: ledger) { false } }
+        // Wait for a settled assignment, read once per check: mid-rebalance, an eager member may hold nothing
+        // or its old partitions, so a sum read at any moment could be neither before nor after.
+        var assigned: ([TopicPartition], [TopicPartition]) = ([], [])
         try await waitUntil(.seconds(30), "the group rebalances over both members") {
-            !second.assignment().isEmpty && first.assignment().count < 6
+            assigned = (first.assignment(), second.assignment())
+            return !assigned.0.isEmpty && !assigned.1.isEmpty && assigned.0.count + assigned.1.count == 6
         }
-        #expect(first.assignment().count + second.assignment().count == 6)
-        #expect(Set(first.assignment()).isDisjoint(with: second.assignment()))
+        #expect(Set(assigned.0).isDisjoint(with: assigned.1))
 
         for report in await producer.send(Array(messages[2_000...])) { _ = try report.get() }
         await producer.close()

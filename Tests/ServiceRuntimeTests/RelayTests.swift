@@ -67,7 +67,9 @@ import Testing
         let handedOver = ContinuousClock.now
         try await appendOrders(100..<200, to: database)
         try await waitUntil(.seconds(30), "the standby takes over") { try await database.read(Outbox.pendingCount) == 0 }
-        #expect(ContinuousClock.now - handedOver < .seconds(2), "the standby took too long to take over")
+        // A generous ceiling, not a benchmark: the lease is retried every few hundred milliseconds, so a hand-over
+        // that takes this long means the standby was not waiting for it at all.
+        #expect(ContinuousClock.now - handedOver < .seconds(15), "the standby took too long to take over")
         #expect(standby.relay.deliveredCount == 100)
         try await standby.stop()
 

@@ -1,10 +1,14 @@
-"""A minimal SMTP server for Emporium's tests: accepts every message and writes it to a directory.
+"""A minimal SMTP server for Emporium's tests: accepts messages and writes each to a directory.
 
-Usage: smtp_sink.py PORT DIRECTORY. Prints "ready" once it listens on 127.0.0.1:PORT.
+Usage: smtp_sink.py PORT DIRECTORY [--refuse TEXT] [--fail-first N]
+  --refuse TEXT    answer 550 (refused for good) to any recipient containing TEXT
+  --fail-first N   answer 451 (try again later) to the first N messages' DATA, then accept
+Prints "ready" once it listens on 127.0.0.1:PORT.
 """
+import argparse
 import os
 import socketserver
-import sys
+import threading
 
 
 class Session(socketserver.StreamRequestHandler):
@@ -17,13 +21,17 @@ class Session(socketserver.StreamRequestHandler):
             line = self.rfile.readline()
             if not line:
                 return
-            command = line.decode(errors="replace").strip().upper()
-            if command.startswith("EHLO") or command.startswith("HELO"):
+            command = line.decode(errors="replace").strip()
+            upper = command.upper()
+            if upper.startswith("EHLO") or upper.startswith("HELO"):
                 self.reply("250-emporium-test-sink")
                 self.reply("250 8BITMIME")
-            elif command.startswith("MAIL FROM") or command.startswith("RCPT TO"):
+            elif upper.startswith("RCPT TO"):
+                refuse = self.server.options.refuse
+                self.reply("550 no such mailbox" if refuse and refuse in command else "250 OK")
+            elif upper.startswith("MAIL FROM"):
                 self.reply("250 OK")
-            elif command == "DATA":
+            elif upper == "DATA":
                 self.reply("354 end with <CRLF>.<CRLF>")
                 lines = []
                 while True:
@@ -31,11 +39,16 @@ class Session(socketserver.StreamRequestHandler):
                     if data in (b".\r\n", b".\n", b""):
                         break
                     lines.append(data[1:] if data.startswith(b"..") else data)
-                count = len(os.listdir(self.server.directory))
-                with open(os.path.join(self.server.directory, f"{count:06d}.eml"), "wb") as out:
-                    out.write(b"".join(lines))
+                with self.server.lock:
+                    if self.server.failures_left > 0:
+                        self.server.failures_left -= 1
+                        self.reply("451 try again later")
+                        continue
+                    count = len(os.listdir(self.server.directory))
+                    with open(os.path.join(self.server.directory, f"{count:06d}.eml"), "wb") as out:
+                        out.write(b"".join(lines))
                 self.reply("250 queued")
-            elif command == "QUIT":
+            elif upper == "QUIT":
                 self.reply("221 bye")
                 return
             else:
@@ -48,9 +61,17 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 if __name__ == "__main__":
-    port, directory = int(sys.argv[1]), sys.argv[2]
-    os.makedirs(directory, exist_ok=True)
-    server = Server(("127.0.0.1", port), Session)
-    server.directory = directory
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("directory")
+    parser.add_argument("--refuse")
+    parser.add_argument("--fail-first", type=int, default=0)
+    options = parser.parse_args()
+    os.makedirs(options.directory, exist_ok=True)
+    server = Server(("127.0.0.1", options.port), Session)
+    server.directory = options.directory
+    server.options = options
+    server.lock = threading.Lock()
+    server.failures_left = options.fail_first
     print("ready", flush=True)
     server.serve_forever()

@@ -7,7 +7,7 @@ struct Emporium: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "emporium",
         abstract: "Everything around Emporium's services: the embedded Kafka cluster, dead letters and benchmarks.",
-        subcommands: [ClusterCommand.self, GenerateCommand.self, AuditCommand.self, DeadLetterCommand.self, BenchCommand.self]
+        subcommands: [ClusterCommand.self, GenerateCommand.self, AuditCommand.self, StatusCommand.self, ConsoleCommand.self, DeadLetterCommand.self, BenchCommand.self]
     )
 
     static func main() async {

@@ -43,6 +43,7 @@ struct Audit {
     private var events: [Topic: [Envelope]] = [:]
     private var copies = 0
     private var undecodable: [ConsumedMessage] = []
+    private var placedOrders: [String: OrderPlaced] = [:]
 
     init(_ input: AuditInput, catalogue: Catalogue = .standard, credit: CreditPolicy = .standard) {
         self.input = input
@@ -59,6 +60,9 @@ struct Audit {
                 if seen.insert(envelope.eventId).inserted { events[topic, default: []].append(envelope) } else { copies += 1 }
             }
         }
+        for envelope in events[.orders, default: []] {
+            if case .orderPlaced(let order) = envelope.event, placedOrders[order.orderId] == nil { placedOrders[order.orderId] = order }
+        }
     }
 
     func run() -> [AuditResult] {
@@ -72,9 +76,6 @@ struct Audit {
         all(type).reduce(into: [:]) { counts, envelope in counts[envelope.correlationId ?? "", default: 0] += 1 }
     }
 
-    private var placedOrders: [String: OrderPlaced] {
-        Dictionary(all(.orderPlaced).compactMap { if case .orderPlaced(let order) = $0.event { (order.orderId, order) } else { nil } }) { first, _ in first }
-    }
 
     /// Each (topic, key) carries 1, 2, 3, … in log order; copies of one event are allowed, two events on one number are not.
     func sequences() -> AuditResult {

@@ -25,16 +25,10 @@ struct AuditCommand: AsyncParsableCommand {
 
     @OptionGroup var kafka: KafkaOptions
 
-    /// The topics each service consumes, so the audit knows when each has read everything.
-    static let consumed: [String: [Topic]] = [
-        "order-service": [.payments, .inventory, .notifications],
-        "payment-service": [.orders], "inventory-service": [.orders], "notification-service": [.orders],
-    ]
-
     func run() async throws {
         let configuration = try kafka.resolve()
         let dbDirectory = databases ?? "\(kafka.varDir)/db"
-        let databases = try Dictionary(uniqueKeysWithValues: Self.consumed.keys.map { service in
+        let databases = try Dictionary(uniqueKeysWithValues: ShopLayout.services.map { service in
             (service, try Self.open("\(dbDirectory)/\(service).sqlite"))
         })
         let admin = try KafkaAdmin(configuration: configuration)
@@ -97,7 +91,7 @@ struct AuditCommand: AsyncParsableCommand {
                     .reduce(into: [TopicPartition: Int64]()) { $0[TopicPartition($1["topic"], $1["partition"])] = $1["nextOffset"] })
             }
             guard outbox == 0 else { return false }
-            let ends = try await admin.offsets(of: Self.consumed[service]!.map(\.name))
+            let ends = try await admin.offsets(of: ShopLayout.consumed[service]!.map(\.name))
             guard ends.allSatisfy({ $0.high == 0 || stored[$0.partition, default: 0] >= $0.high }) else { return false }
         }
         return true

@@ -13,7 +13,9 @@ struct GenerateCommand: AsyncParsableCommand {
         discussion: """
         Customers and products are drawn with a Zipf skew (0 is uniform). With --rate, orders are placed open
         loop at that many per second; otherwise --concurrency clients place them back to back. At the end it
-        prints placed, confirmed, cancelled by reason, HTTP errors, orders/s and placed-to-terminal latency.
+        prints placed, confirmed, cancelled by reason, requests that failed for good and requests retried,
+        orders/s and placed-to-terminal latency. Exits 2 if orders are still pending at --timeout, 3 if any
+        request failed for good.
         """)
 
     @Option(help: "Orders to place.")
@@ -43,6 +45,9 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for every order to reach its outcome.")
     var timeout: Double = 300
 
+    @Option(help: "Times a request that failed on the way (connection, timeout, 5xx) is sent again, with the same Idempotency-Key.")
+    var retries: Int = 8
+
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
@@ -55,6 +60,7 @@ struct GenerateCommand: AsyncParsableCommand {
             throw ValidationError("--products must be between 1 and \(Catalogue.defaultSize), the catalogue's size")
         }
         guard concurrency > 0 else { throw ValidationError("--concurrency must be positive") }
+        guard retries >= 0 else { throw ValidationError("--retries must be 0 or more") }
         guard rate.map({ $0 > 0 }) ?? true else { throw ValidationError("--rate must be positive") }
         guard skew >= 0 else { throw ValidationError("--skew must be 0 or more") }
         guard URL(string: url)?.host != nil else { throw ValidationError("--url must be an http URL, like http://127.0.0.1:8080") }
@@ -91,6 +97,7 @@ struct GenerateCommand: AsyncParsableCommand {
         let summary = Summary(ledger: ledger, watcher: watcher, placedIn: placedIn)
         print(json ? summary.jsonLine : summary.table)
         if summary.pending > 0 { throw ExitCode(2) }
+        if summary.httpErrors > 0 { throw ExitCode(3) }
     }
 
     private func placeClosedLoop(_ bodies: [Data], client: HTTPClient, ledger: PlacementLedger) async throws {
@@ -120,24 +127,38 @@ struct GenerateCommand: AsyncParsableCommand {
         }
     }
 
+    /// Places one order as a careful client does: a request that fails on the way (no connection, a timeout, a
+    /// 5xx) is sent again with the same Idempotency-Key, so that it places the order at most once; a 4xx is final.
     private func place(_ body: Data, client: HTTPClient, ledger: PlacementLedger) async {
         var request = HTTPClientRequest(url: url + "/orders")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Idempotency-Key", value: UUID().uuidString)
         request.body = .bytes(ByteBuffer(bytes: body))
-        do {
-            let response = try await client.execute(request, timeout: .seconds(30))
-            let bytes = try await response.body.collect(upTo: 1 << 20)
-            guard response.status == .accepted,
-                  let placed = try? JSONDecoder().decode(PlacedOrder.self, from: Data(bytes.readableBytesView)) else {
-                ledger.recordError("HTTP \(response.status.code)")
+        var attempt = 0
+        while true {
+            attempt += 1
+            let failure: String
+            do {
+                let response = try await client.execute(request, timeout: .seconds(30))
+                let bytes = try await response.body.collect(upTo: 1 << 20)
+                if response.status == .accepted, let placed = try? JSONDecoder().decode(PlacedOrder.self, from: Data(bytes.readableBytesView)) {
+                    ledger.recordPlaced(placed.orderId, at: .now)
+                    return
+                }
+                failure = "HTTP \(response.status.code)"
+                guard response.status.code >= 500 else { break }
+            } catch {
+                failure = "\(error)"
+            }
+            guard attempt <= retries else {
+                ledger.recordError(failure)
                 return
             }
-            ledger.recordPlaced(placed.orderId, at: .now)
-        } catch {
-            ledger.recordError("\(error)")
+            ledger.recordRetry()
+            try? await Task.sleep(for: .milliseconds(100) * (1 << min(attempt - 1, 5)))
         }
+        ledger.recordError("HTTP 4xx")
     }
 
     struct PlacedOrder: Decodable {
@@ -211,6 +232,7 @@ final class PlacementLedger: Sendable {
     private struct State {
         var placed: [String: ContinuousClock.Instant] = [:]
         var errors: [String: Int] = [:]
+        var retries = 0
     }
 
     private let state = Mutex(State())
@@ -222,6 +244,12 @@ final class PlacementLedger: Sendable {
     func recordError(_ description: String) {
         state.withLock { $0.errors[description, default: 0] += 1 }
     }
+
+    func recordRetry() {
+        state.withLock { $0.retries += 1 }
+    }
+
+    var retries: Int { state.withLock { $0.retries } }
 
     var placedCount: Int { state.withLock { $0.placed.count } }
     var placedIDs: Set<String> { state.withLock { Set($0.placed.keys) } }
@@ -332,7 +360,10 @@ struct Summary: Encodable {
     let cancelledPaymentDeclined: Int
     let cancelledOutOfStock: Int
     let pending: Int
+    /// Requests that failed for good, after their retries.
     let httpErrors: Int
+    /// Requests sent again after failing on the way.
+    let retries: Int
     let errorKinds: [String: Int]
     let ordersPerSecond: Double
     let latencyMilliseconds: [String: Double]
@@ -347,6 +378,7 @@ struct Summary: Encodable {
         pending = placed - outcomes.count
         errorKinds = ledger.errors
         httpErrors = errorKinds.values.reduce(0, +)
+        retries = ledger.retries
         let lastOutcome = outcomes.values.map(\.seenAt).max()
         let firstPlacement = placedAt.values.min()
         let span = zip2(firstPlacement, lastOutcome).map { $1 - $0 } ?? placedIn
@@ -366,7 +398,8 @@ struct Summary: Encodable {
         cancelled payment-declined  \(cancelledPaymentDeclined)
         cancelled out-of-stock      \(cancelledOutOfStock)
         still pending               \(pending)
-        HTTP errors                 \(httpErrors)\(errorKinds.isEmpty ? "" : "  " + errorKinds.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
+        requests failed             \(httpErrors)\(errorKinds.isEmpty ? "" : "  " + errorKinds.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
+        requests retried            \(retries)
         orders/s to terminal        \(String(format: "%.0f", ordersPerSecond))
         placed → terminal           \(latency)
         """

@@ -1,0 +1,150 @@
+import AsyncHTTPClient
+import DomainEvents
+import Foundation
+import Kafka
+import NIOCore
+import ServiceRuntime
+
+/// The shop's services, the consumer group each runs as (by default its name) and the topics it consumes.
+enum ShopLayout {
+    static let services = ["order-service", "payment-service", "inventory-service", "notification-service"]
+
+    static let consumed: [String: [Topic]] = [
+        "order-service": [.payments, .inventory, .notifications],
+        "payment-service": [.orders], "inventory-service": [.orders], "notification-service": [.orders],
+    ]
+}
+
+/// Everything `emporium status` and the console show, read in one go: from Kafka the brokers, each topic's
+/// partitions and offsets, each group's committed offsets; from the services' `/status` who owns what.
+struct ShopSnapshot: Codable, Sendable {
+    struct PartitionState: Codable, Sendable {
+        let partition: Int32
+        let low: Int64
+        let high: Int64
+        var messages: Int64 { high - low }
+    }
+
+    struct TopicState: Codable, Sendable {
+        let name: String
+        let partitions: [PartitionState]
+        var messages: Int64 { partitions.reduce(0) { $0 + $1.messages } }
+    }
+
+    /// One row of `kafka-consumer-groups --describe`.
+    struct GroupPartition: Codable, Sendable {
+        let topic: String
+        let partition: Int32
+        let committed: Int64?
+        let end: Int64
+        let lag: Int64
+        /// The instance that owns the partition right now, by its own `/status`; nil if none says so.
+        let owner: String?
+    }
+
+    struct GroupState: Codable, Sendable {
+        let group: String
+        let partitions: [GroupPartition]
+        var lag: Int64 { partitions.reduce(0) { $0 + $1.lag } }
+    }
+
+    struct InstanceState: Codable, Sendable {
+        let service: String
+        let instance: String
+        let url: String
+        let status: ServiceStatus?
+        let error: String?
+    }
+
+    let takenAt: String
+    let brokers: [Broker]
+    let topics: [TopicState]
+    /// Messages per dead-letter topic.
+    let deadLetters: [String: Int64]
+    let groups: [GroupState]
+    let instances: [InstanceState]
+
+    var totalLag: Int64 { groups.reduce(0) { $0 + $1.lag } }
+}
+
+/// Takes snapshots of one shop: its Kafka cluster and the instances it can find.
+struct ShopObserver: Sendable {
+    let admin: KafkaAdmin
+    let varDirectory: String
+    /// Instances named on the command line (`--service URL`), beside those found under `<var-dir>/instances`.
+    let extraServices: [String]
+    let http: HTTPClient
+
+    init(configuration: KafkaConfiguration, varDirectory: String, extraServices: [String]) throws {
+        admin = try KafkaAdmin(configuration: configuration)
+        self.varDirectory = varDirectory
+        self.extraServices = extraServices
+        http = HTTPClient(eventLoopGroupProvider: .singleton)
+    }
+
+    func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    func snapshot() async throws -> ShopSnapshot {
+        async let brokers = admin.brokers()
+        let instances = await instanceStates()
+        let topicNames = Topic.allCases.map(\.name)
+        let offsets = try await admin.offsets(of: topicNames + Topic.allCases.map(\.deadLetterName))
+        let byTopic = Dictionary(grouping: offsets, by: \.partition.topic)
+        let topics = topicNames.map { name in
+            ShopSnapshot.TopicState(name: name, partitions: (byTopic[name] ?? []).sorted { $0.partition.partition < $1.partition.partition }
+                .map { ShopSnapshot.PartitionState(partition: $0.partition.partition, low: $0.low, high: $0.high) })
+        }
+        let deadLetters = Dictionary(uniqueKeysWithValues: Topic.allCases.map { topic in
+            (topic.deadLetterName, (byTopic[topic.deadLetterName] ?? []).reduce(Int64(0)) { $0 + $1.high - $1.low })
+        })
+        var owners: [String: [TopicPartition: String]] = [:]
+        for instance in instances {
+            guard let status = instance.status else { continue }
+            for partition in status.partitions { owners[status.group, default: [:]][TopicPartition(partition.topic, partition.partition)] = status.instance }
+        }
+        var groups: [ShopSnapshot.GroupState] = []
+        for service in ShopLayout.services {
+            let group = instances.first { $0.service == service }?.status?.group ?? service
+            let committed = try await admin.committedOffsets(
+                group: group, partitions: offsets.map(\.partition).filter { partition in
+                    ShopLayout.consumed[service]!.contains { $0.name == partition.topic }
+                })
+            let rows = offsets.filter { offset in ShopLayout.consumed[service]!.contains { $0.name == offset.partition.topic } }
+                .sorted { $0.partition < $1.partition }
+                .map { offset in
+                    let position = committed[offset.partition]
+                    return ShopSnapshot.GroupPartition(
+                        topic: offset.partition.topic, partition: offset.partition.partition, committed: position, end: offset.high,
+                        lag: offset.high - max(position ?? offset.low, offset.low), owner: owners[group]?[offset.partition])
+                }
+            groups.append(ShopSnapshot.GroupState(group: group, partitions: rows))
+        }
+        return ShopSnapshot(takenAt: Timestamp.now(), brokers: try await brokers, topics: topics, deadLetters: deadLetters,
+                            groups: groups, instances: instances)
+    }
+
+    /// Every instance found, with its `/status` or why it could not be read.
+    private func instanceStates() async -> [ShopSnapshot.InstanceState] {
+        var targets = InstanceRecord.all(varDirectory: varDirectory).map { ($0.service, $0.instance, $0.url) }
+        targets += extraServices.map { ("?", $0, $0) }
+        return await withTaskGroup(of: ShopSnapshot.InstanceState.self) { group in
+            for (service, instance, url) in targets {
+                group.addTask {
+                    do {
+                        let response = try await http.execute(HTTPClientRequest(url: url + "/status"), timeout: .seconds(2))
+                        let body = try await response.body.collect(upTo: 1 << 20)
+                        let status = try JSONDecoder().decode(ServiceStatus.self, from: Data(body.readableBytesView))
+                        return .init(service: status.service, instance: status.instance, url: url, status: status, error: nil)
+                    } catch {
+                        return .init(service: service, instance: instance, url: url, status: nil, error: "\(error)")
+                    }
+                }
+            }
+            var states: [ShopSnapshot.InstanceState] = []
+            for await state in group { states.append(state) }
+            return states.sorted { $0.instance < $1.instance }
+        }
+    }
+}
