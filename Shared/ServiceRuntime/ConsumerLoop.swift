@@ -60,7 +60,8 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
                 failures += 1
                 logger.error("batch of \(batch.messages.count) failed, will retry: \(error)")
                 try await consumer.release(batch)
-                try await Task.sleep(for: .milliseconds(100) * min(1 << failures, 50))
+                // Capped before shifting: 1 << 64 is 0 in Swift, which would retry a long outage without pause.
+                try await Task.sleep(for: .milliseconds(100) * min(1 << min(failures, 6), 50))
                 continue
             }
             do {

@@ -18,7 +18,8 @@ public enum ServiceMetrics {
             .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
         ]
         factory.defaultValueHistogramBuckets = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
-        MetricsSystem.bootstrap(factory)
+        // EMPORIUM_METRICS=off leaves swift-metrics on its no-op backend: for measuring what recording costs.
+        if ProcessInfo.processInfo.environment["EMPORIUM_METRICS"] != "off" { MetricsSystem.bootstrap(factory) }
         return registry
     }()
 

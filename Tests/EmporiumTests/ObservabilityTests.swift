@@ -118,7 +118,8 @@ import Testing
         func page() throws -> String {
             let profile = try temporaryDirectory("chromium")
             defer { try? FileManager.default.removeItem(at: profile) }
-            return try run(chromium, Self.chromiumFlags(profile) + ["--virtual-time-budget=4000", "--dump-dom", "http://127.0.0.1:\(port)/"]).output
+            return try run(chromium, Self.chromiumFlags(profile) + ["--virtual-time-budget=4000", "--dump-dom", "http://127.0.0.1:\(port)/?once"],
+                           timeout: .seconds(90)).output
         }
         func placed(_ dom: String) -> Int {
             guard let range = dom.range(of: "id=\"placed-total\">") else { return -1 }
@@ -145,7 +146,8 @@ import Testing
         let profile = try temporaryDirectory("chromium")
         defer { try? FileManager.default.removeItem(at: profile) }
         _ = try run(chromium, Self.chromiumFlags(profile) + ["--virtual-time-budget=4000", "--window-size=1280,800",
-                                                             "--screenshot=\(screenshot.path)", "http://127.0.0.1:\(port)/"])
+                                                             "--screenshot=\(screenshot.path)", "http://127.0.0.1:\(port)/?once"],
+                  timeout: .seconds(90))
         #expect(FileManager.default.fileExists(atPath: screenshot.path))
         if let keep = ProcessInfo.processInfo.environment["EMPORIUM_SCREENSHOT"] {
             try? FileManager.default.removeItem(atPath: keep)

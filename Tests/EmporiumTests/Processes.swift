@@ -114,6 +114,8 @@ func run(_ executable: String, _ arguments: [String], environment: [String: Stri
     let timer = DispatchWorkItem { [process] in
         if process.isRunning {
             timedOut.withLock { $0 = true }
+            // Its own children (a browser's) may hold the output pipe open: end its process group too, if it has one.
+            kill(-process.processIdentifier, SIGKILL)
             kill(process.processIdentifier, SIGKILL)
         }
     }

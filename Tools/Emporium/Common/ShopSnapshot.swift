@@ -117,7 +117,8 @@ struct ShopObserver: Sendable {
                     let position = committed[offset.partition]
                     return ShopSnapshot.GroupPartition(
                         topic: offset.partition.topic, partition: offset.partition.partition, committed: position, end: offset.high,
-                        lag: offset.high - max(position ?? offset.low, offset.low), owner: owners[group]?[offset.partition])
+                        // The group may have committed past the end read a moment earlier: lag is never negative.
+                        lag: max(0, offset.high - max(position ?? offset.low, offset.low)), owner: owners[group]?[offset.partition])
                 }
             groups.append(ShopSnapshot.GroupState(group: group, partitions: rows))
         }
