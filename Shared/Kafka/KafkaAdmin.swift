@@ -87,13 +87,7 @@ public final class KafkaAdmin: Sendable {
 
     /// Partition counts of the named topics (of all topics if none are named).
     public func partitionCounts(of topics: [String] = []) async throws -> [String: Int32] {
-        let client = self.client
-        let timeout = timeoutMilliseconds
-        return try await offloaded {
-            var metadata: UnsafePointer<rd_kafka_metadata>?
-            let code = rd_kafka_metadata(client.handle, 1, nil, &metadata, timeout)
-            guard code == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError.from(code, operation: "read metadata") }
-            defer { rd_kafka_metadata_destroy(metadata) }
+        try await withMetadata(allTopics: true) { metadata in
             var counts: [String: Int32] = [:]
             for index in 0..<Int(metadata.pointee.topic_cnt) {
                 let topic = metadata.pointee.topics[index]
@@ -108,17 +102,24 @@ public final class KafkaAdmin: Sendable {
 
     /// The cluster's brokers, as its metadata lists them.
     public func brokers() async throws -> [Broker] {
+        try await withMetadata(allTopics: false) { metadata in
+            (0..<Int(metadata.pointee.broker_cnt)).map { index in
+                let broker = metadata.pointee.brokers[index]
+                return Broker(id: broker.id, host: String(cString: broker.host), port: broker.port)
+            }.sorted { $0.id < $1.id }
+        }
+    }
+
+    /// Reads the cluster's metadata (brokers, and every topic if asked) on a spare thread and hands it to `body`.
+    private func withMetadata<T: Sendable>(allTopics: Bool, _ body: @escaping @Sendable (UnsafePointer<rd_kafka_metadata>) -> T) async throws -> T {
         let client = self.client
         let timeout = timeoutMilliseconds
         return try await offloaded {
             var metadata: UnsafePointer<rd_kafka_metadata>?
-            let code = rd_kafka_metadata(client.handle, 0, nil, &metadata, timeout)
+            let code = rd_kafka_metadata(client.handle, allTopics ? 1 : 0, nil, &metadata, timeout)
             guard code == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError.from(code, operation: "read metadata") }
             defer { rd_kafka_metadata_destroy(metadata) }
-            return (0..<Int(metadata.pointee.broker_cnt)).map { index in
-                let broker = metadata.pointee.brokers[index]
-                return Broker(id: broker.id, host: String(cString: broker.host), port: broker.port)
-            }.sorted { $0.id < $1.id }
+            return body(metadata)
         }
     }
 

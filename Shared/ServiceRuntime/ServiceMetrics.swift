@@ -163,22 +163,20 @@ final class Instruments: Sendable {
     private init() { ServiceMetrics.bootstrap() }
 
     func counter(_ name: String, _ dimensions: [(String, String)]) -> Metrics.Counter {
-        counters.withLock { counters in
-            let key = Self.key(name, dimensions)
-            if let counter = counters[key] { return counter }
-            let counter = Metrics.Counter(label: name, dimensions: dimensions)
-            counters[key] = counter
-            return counter
-        }
+        Self.cached(name, dimensions, in: counters) { Metrics.Counter(label: name, dimensions: dimensions) }
     }
 
     func timer(_ name: String, _ dimensions: [(String, String)]) -> Metrics.Timer {
-        timers.withLock { timers in
-            let key = Self.key(name, dimensions)
-            if let timer = timers[key] { return timer }
-            let timer = Metrics.Timer(label: name, dimensions: dimensions)
-            timers[key] = timer
-            return timer
+        Self.cached(name, dimensions, in: timers) { Metrics.Timer(label: name, dimensions: dimensions) }
+    }
+
+    private static func cached<T>(_ name: String, _ dimensions: [(String, String)], in cache: borrowing Mutex<[String: T]>, make: () -> T) -> T {
+        cache.withLock { instruments in
+            let key = key(name, dimensions)
+            if let instrument = instruments[key] { return instrument }
+            let instrument = make()
+            instruments[key] = instrument
+            return instrument
         }
     }
 

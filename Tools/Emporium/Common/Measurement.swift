@@ -25,3 +25,10 @@ extension Encodable {
         return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
     }
 }
+
+extension Array where Element == Double {
+    /// The nearest-rank percentile of a sorted array (0 when empty): the smallest value at or above a fraction `p`.
+    func percentile(_ p: Double) -> Double {
+        isEmpty ? 0 : self[Swift.min(count - 1, Int((Double(count) * p).rounded(.up)) - 1)]
+    }
+}

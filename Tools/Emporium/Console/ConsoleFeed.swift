@@ -143,15 +143,11 @@ final class ConsoleFeed: Sendable {
             let hops = state.hops.map { hop, samples in
                 let sorted = samples.sorted()
                 return HopLatency(from: hop.from, to: hop.to, service: hop.service, count: samples.count,
-                                  p50: Self.percentile(sorted, 0.50), p99: Self.percentile(sorted, 0.99))
+                                  p50: sorted.percentile(0.50), p99: sorted.percentile(0.99))
             }.sorted { ($0.from, $0.to) < ($1.from, $1.to) }
             return View(placed: state.placed, confirmed: state.confirmed, cancelled: state.cancelled, inFlight: state.open.count,
                         seconds: range.map { state.seconds[$0] ?? Second(at: $0) }, hops: hops, recent: state.recent)
         }
     }
 
-    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
-        guard !sorted.isEmpty else { return 0 }
-        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
-    }
 }

@@ -384,10 +384,8 @@ struct Summary: Encodable {
         let span = zip2(firstPlacement, lastOutcome).map { $1 - $0 } ?? placedIn
         ordersPerSecond = Double(outcomes.count) / max(span.seconds, 0.001)
         let latencies = outcomes.compactMap { id, outcome in placedAt[id].map { (outcome.seenAt - $0).seconds * 1000 } }.sorted()
-        func percentile(_ p: Double) -> Double {
-            latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int((Double(latencies.count) * p).rounded(.up)) - 1)]
-        }
-        latencyMilliseconds = ["p50": percentile(0.50), "p95": percentile(0.95), "p99": percentile(0.99), "max": latencies.last ?? 0]
+        latencyMilliseconds = ["p50": latencies.percentile(0.50), "p95": latencies.percentile(0.95), "p99": latencies.percentile(0.99),
+                               "max": latencies.last ?? 0]
     }
 
     var table: String {
