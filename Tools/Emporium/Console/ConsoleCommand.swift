@@ -32,18 +32,32 @@ struct ConsoleCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = try kafka.resolve()
         let observer = try ShopObserver(configuration: configuration, varDirectory: kafka.varDir, extraServices: services)
+        do {
+            try await serve(observer, configuration: configuration)
+        } catch {
+            await observer.shutdown()
+            throw error
+        }
+        await observer.shutdown()
+    }
+
+    private func serve(_ observer: ShopObserver, configuration: KafkaConfiguration) async throws {
         let feed = try ConsoleFeed(configuration: configuration)
         let console = Console(observer: observer, feed: feed)
         let refresher = Task { await console.refreshEverySecond() }
+        defer { refresher.cancel() }
         let app = Application(
             router: console.router(),
             configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: port)),
             onServerRunning: { _ in print("console: http://127.0.0.1:\(port)") },
             logger: Logger(label: "emporium.console"))
-        try await app.runService()
-        refresher.cancel()
+        do {
+            try await app.runService()
+        } catch {
+            await feed.stop()
+            throw error
+        }
         await feed.stop()
-        await observer.shutdown()
     }
 }
 

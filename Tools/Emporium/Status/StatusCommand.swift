@@ -29,19 +29,26 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         let observer = try ShopObserver(configuration: try kafka.resolve(), varDirectory: kafka.varDir, extraServices: services)
-        defer { Task { await observer.shutdown() } }
+        do {
+            try await show(observer)
+        } catch {
+            await observer.shutdown()
+            throw error
+        }
+        await observer.shutdown()
+    }
+
+    private func show(_ observer: ShopObserver) async throws {
         if json {
             print(try await observer.snapshot().jsonLine)
-            await observer.shutdown()
             return
         }
         repeat {
             let screen = StatusScreen(try await observer.snapshot()).text
-            // Home the cursor and clear below: the screen is redrawn in place, without flicker.
+            // Home the cursor and clear the screen: it is redrawn in place, like top.
             print(watch ? "\u{1B}[H\u{1B}[2J" + screen : screen, terminator: watch ? "" : "\n")
             if watch { try await Task.sleep(for: .seconds(1)) }
         } while watch
-        await observer.shutdown()
     }
 }
 
