@@ -57,13 +57,15 @@ build() {
 # The compiler's "[n/total] step" lines: on a terminal, one line that counts up in place; elsewhere (CI's
 # log) only a line at each tenth of the way. Every other line (warnings, errors) passes through as it is.
 show_build_progress() {
-    local line done total tenth=-1 width
+    local line done total last_total=0 tenth=-1 width
     local terminal=0
     [ -t 2 ] && terminal=1
     width=$(( $( (tput cols 2>/dev/null || echo 80) ) - 20 ))
     while IFS= read -r line; do
         if [[ $line =~ ^\[([0-9]+)/([0-9]+)\]\ (.*)$ ]]; then
             done=${BASH_REMATCH[1]} total=${BASH_REMATCH[2]}
+            # The planning step counts to 1 of 1 before the build's own count starts.
+            [ "$total" -eq "$last_total" ] || { tenth=-1; last_total=$total; }
             if [ $terminal -eq 1 ]; then
                 printf '\r\033[K  [%s/%s] %s' "$done" "$total" "${BASH_REMATCH[3]:0:$width}" >&2
             elif [ $((done * 10 / total)) -gt $tenth ]; then
