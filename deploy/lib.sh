@@ -90,3 +90,30 @@ wait_for_file() {
         sleep 0.1
     done
 }
+
+# Runs a command in its own process group; past the limit (seconds), prints each of its processes' thread
+# stacks (with gdb, when there is one) and kills the group. Returns the command's status, or 124 on timeout.
+run_with_watchdog() {
+    local limit="$1" pid started=$SECONDS status
+    shift
+    setsid "$@" &
+    pid=$!
+    # Its own group does not hear the terminal's Ctrl-C: pass that on.
+    trap 'kill -TERM -- "-$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 130' INT TERM
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ $((SECONDS - started)) -ge "$limit" ]; then
+            log "still running after $limit s; the stacks of every process, then stopping them"
+            for process in $(pgrep -g "$pid"); do
+                echo "--- $(tr '\0' ' ' < "/proc/$process/cmdline" 2>/dev/null | cut -c1-200) (pid $process)" >&2
+                command -v gdb >/dev/null 2>&1 && timeout 60 gdb -p "$process" -batch -ex "thread apply all bt" 2>&1 | grep -E '^(Thread|#)' >&2
+            done
+            kill -KILL -- "-$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+            return 124
+        fi
+        sleep 2
+    done
+    wait "$pid" && status=0 || status=$?
+    trap - INT TERM
+    return "$status"
+}

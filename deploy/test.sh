@@ -6,5 +6,7 @@ build debug
 export EMPORIUM_BIN_DIR="$BIN_DIR"
 log "running the tests"
 cd "$ROOT"
-# Serially: the integration tests each run a whole shop, which is all two cores can take at once.
-swift test --no-parallel "$@"
+# Serially: the integration tests each run a whole shop, which is all two cores can take at once. Line by line,
+# so that a log shows each test as it ends; under a watchdog, so that a run stuck past EMPORIUM_TEST_LIMIT
+# seconds (the suite takes about 20 minutes) shows where every thread is and fails, instead of hanging.
+run_with_watchdog "${EMPORIUM_TEST_LIMIT:-2700}" stdbuf -oL -eL swift test --no-parallel "$@"

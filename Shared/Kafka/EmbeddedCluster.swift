@@ -1,4 +1,5 @@
 import CRdKafka
+import Foundation
 
 /// librdkafka's mock cluster: brokers on loopback ports that speak enough of Kafka's protocol for Emporium.
 /// It keeps data in memory only, has no CreateTopics (its host creates topics) and keeps at most 5 MB per
@@ -21,7 +22,20 @@ public final class EmbeddedCluster: @unchecked Sendable {
     }
 
     deinit {
-        rd_kafka_mock_cluster_destroy(cluster)
+        // Stopping the brokers joins the cluster's thread: not on a Swift concurrency thread (see RdKafkaClient).
+        let remains = Remains(cluster: cluster, client: client)
+        Thread.detachNewThread { remains.destroy() }
+    }
+
+    /// `@unchecked Sendable` is safe because the cluster object is gone: the destroying thread alone holds these.
+    private struct Remains: @unchecked Sendable {
+        let cluster: OpaquePointer
+        let client: RdKafkaClient
+
+        func destroy() {
+            rd_kafka_mock_cluster_destroy(cluster)
+            withExtendedLifetime(client) {}
+        }
     }
 
     /// `host:port,...` of every broker.

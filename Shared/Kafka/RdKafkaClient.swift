@@ -1,4 +1,5 @@
 import CRdKafka
+import Foundation
 
 /// Owns one `rd_kafka_t` and destroys it when the last reference goes.
 ///
@@ -30,7 +31,23 @@ final class RdKafkaClient: @unchecked Sendable {
     }
 
     deinit {
-        rd_kafka_destroy(handle)
+        // rd_kafka_destroy joins librdkafka's threads, which can wait on a broker; the last reference may go on a
+        // Swift concurrency thread, and a few such waits would starve the whole pool. So it runs on a thread of
+        // its own, which also keeps the callback context alive until librdkafka can no longer call it.
+        let remains = Remains(handle: handle, callbackContext: callbackContext)
+        Thread.detachNewThread { remains.destroy() }
+    }
+
+    /// What `deinit` hands to the destroying thread. `@unchecked Sendable` is safe because the client is gone:
+    /// that thread is the only one left holding the handle.
+    private struct Remains: @unchecked Sendable {
+        let handle: OpaquePointer
+        let callbackContext: (any Sendable & AnyObject)?
+
+        func destroy() {
+            rd_kafka_destroy(handle)
+            withExtendedLifetime(callbackContext) {}
+        }
     }
 
     /// Builds a configuration, failing on the first property librdkafka rejects with its name and reason.
