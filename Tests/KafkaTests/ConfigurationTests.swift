@@ -78,4 +78,59 @@ import Testing
         var configuration = KafkaConfiguration()
         #expect(throws: KafkaError.malformedProperty("acks")) { try configuration.apply(overrides: ["acks"]) }
     }
+
+    @Test func aPropertiesFileIsReadLineByLineAndTheEnvironmentAndFlagsWinOverIt() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-\(UUID()).properties")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try """
+            # a comment
+            ! another comment
+
+              security.protocol = SASL_SSL
+            sasl.jaas.config=org.example.Login required user="a=b";
+            bootstrap.servers=from-the-file:9092
+            consumer.fetch.wait.max.ms=100
+            acks=1
+            """.write(to: file, atomically: true, encoding: .utf8)
+
+        let fromFile = try KafkaConfiguration.resolve(
+            environment: ["KAFKA_PROPERTIES_FILE": file.path], varDirectory: "/nonexistent")
+        #expect(fromFile.properties.count == 5, "comments and blank lines are not properties: \(fromFile.properties)")
+        #expect(fromFile.properties["security.protocol"] == "SASL_SSL", "spaces around '=' are trimmed")
+        #expect(fromFile.properties["sasl.jaas.config"] == "org.example.Login required user=\"a=b\";", "only the first '=' splits")
+        #expect(fromFile.bootstrapServers == "from-the-file:9092")
+        #expect(!fromFile.isEmbeddedCluster)
+        #expect(fromFile.consumerProperties(group: "g")["fetch.wait.max.ms"] == "100")
+        #expect(fromFile.producerProperties()["acks"] == "1", "the file overrides Emporium's defaults")
+
+        let layered = try KafkaConfiguration.resolve(
+            overrides: ["acks=all"],
+            environment: ["KAFKA_PROPERTIES_FILE": file.path, "KAFKA_BOOTSTRAP_SERVERS": "from-the-environment:9092"],
+            varDirectory: "/nonexistent")
+        #expect(layered.bootstrapServers == "from-the-environment:9092")
+        #expect(layered.producerProperties()["acks"] == "all")
+    }
+
+    @Test func theShippedClientPropertiesParse() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../deploy/kafka/client.properties").standardized.path
+        let properties = try KafkaConfiguration.readPropertiesFile(at: path)
+        #expect(properties["security.protocol"] == "SASL_SSL")
+        #expect(properties["consumer.fetch.wait.max.ms"] == "100")
+        #expect(properties.keys.allSatisfy { !$0.contains(" ") && !$0.hasPrefix("#") })
+    }
+
+    @Test func aBadPropertiesFileNamesTheLineOrThePath() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-\(UUID()).properties")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try "acks=all\nlinger.ms 5\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect(throws: KafkaError.malformedProperty("linger.ms 5")) {
+            try KafkaConfiguration.resolve(environment: ["KAFKA_PROPERTIES_FILE": file.path], varDirectory: "/nonexistent")
+        }
+        #expect {
+            try KafkaConfiguration.resolve(environment: ["KAFKA_PROPERTIES_FILE": "/nonexistent/client.properties"], varDirectory: "/nonexistent")
+        } throws: { error in
+            "\(error)".contains("KAFKA_PROPERTIES_FILE") && "\(error)".contains("/nonexistent/client.properties")
+        }
+    }
 }
