@@ -58,6 +58,7 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
             } catch {
                 // The database refused the batch (disk full, locked too long): nothing of it was applied.
                 failures += 1
+                status.batchFailed()
                 logger.error("batch of \(batch.messages.count) failed, will retry: \(error)")
                 try await consumer.release(batch)
                 // Capped before shifting: 1 << 64 is 0 in Swift, which would retry a long outage without pause.
@@ -84,16 +85,19 @@ public final class ConsumerStatus: Sendable {
         var consumer: KafkaConsumer?
         var assigned: [TopicPartition] = []
         var lastBatchAt: String?
+        var failedBatches = 0
     }
 
     private let state = Mutex(State())
     private let rebalances: Counter
+    private let batchFailures: Counter
     private let fellOffLog: Counter
     private let assignedGauge: Gauge
 
     public init() {
         ServiceMetrics.bootstrap()
         rebalances = Counter(label: "emporium_consumer_rebalances_total")
+        batchFailures = Counter(label: "emporium_consumer_batch_failures_total")
         fellOffLog = Counter(label: "emporium_consumer_offsets_fell_off_log_total")
         assignedGauge = Gauge(label: "emporium_consumer_assigned_partitions")
     }
@@ -101,13 +105,18 @@ public final class ConsumerStatus: Sendable {
     func attach(_ consumer: KafkaConsumer) { state.withLock { $0.consumer = consumer } }
 
     func detach() {
-        state.withLock { $0 = State(lastBatchAt: $0.lastBatchAt) }
+        state.withLock { $0 = State(lastBatchAt: $0.lastBatchAt, failedBatches: $0.failedBatches) }
         assignedGauge.record(0)
     }
 
     func batchDone() {
         let now = Timestamp.now()
         state.withLock { $0.lastBatchAt = now }
+    }
+
+    func batchFailed() {
+        batchFailures.increment()
+        state.withLock { $0.failedBatches += 1 }
     }
 
     func note(_ event: KafkaConsumerEvent) {
@@ -134,6 +143,8 @@ public final class ConsumerStatus: Sendable {
 
     public var assigned: [TopicPartition] { state.withLock { $0.assigned } }
     public var lastBatchAt: String? { state.withLock { $0.lastBatchAt } }
+    /// Batches the database refused (and that were given back to be read again).
+    public var failedBatches: Int { state.withLock { $0.failedBatches } }
 
     /// Per owned partition, the messages not yet handed over (see `KafkaConsumer.lag()`).
     public func lag() -> [TopicPartition: Int64] {
