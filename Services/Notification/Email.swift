@@ -50,7 +50,12 @@ struct Email: Codable, FetchableRecord, PersistableRecord {
         ].joined(separator: "\r\n")
     }
 
-    var fileName: String { "\(orderId).\(kind.rawValue).eml" }
+    /// The contract allows no '/' in an order ID (`ContractValues.isIdentifier`); checked again here, because
+    /// a file name is no place to trust data that came from a topic.
+    var fileName: String {
+        let safe = ContractValues.isIdentifier(orderId) ? orderId : "order-" + EventID.uuid5(name: "mail/\(orderId)")
+        return "\(safe).\(kind.rawValue).eml"
+    }
 
     /// `Mon, 23 Nov 2026 02:32:07 +0000`, built by hand: a DateFormatter per email costs more than the email.
     static func rfc5322Date(_ date: Date) -> String {

@@ -78,7 +78,8 @@ struct OrderAPI {
 
     private func validate(_ body: PlaceOrder) -> Response? {
         let customer = body.customerId
-        guard !customer.isEmpty, customer.count <= 64, customer.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+        // ASCII only, as docs/openapi.yaml says: the ID travels in events, whose IDs the contract limits to ASCII.
+        guard (1...64).contains(customer.utf8.count), ContractValues.isIdentifier(customer), !customer.contains(":") else {
             return JSONResponse.error(.unprocessableContent, "customerId must be 1 to 64 letters, digits, '-', '_' or '.'", field: "customerId")
         }
         guard (1...Self.maximumLines).contains(body.lines.count) else {

@@ -48,8 +48,9 @@ public enum Wire {
         return (type, version)
     }
 
-    /// Validates a message in full against the contract and decodes its envelope.
-    public static func decode(_ message: ConsumedMessage) throws(EventDecodingError) -> Envelope {
+    /// Validates a message in full against the contract and decodes its envelope. `checkingValues: false` skips
+    /// the value rules (`DomainEvent.valueViolation`): for the audit, which must see what was written as it is.
+    public static func decode(_ message: ConsumedMessage, checkingValues: Bool = true) throws(EventDecodingError) -> Envelope {
         let bytes = size(of: message)
         guard bytes <= maximumMessageBytes else { throw .oversized(bytes: bytes, limit: maximumMessageBytes) }
         let (type, version) = try route(message)
@@ -64,6 +65,7 @@ public enum Wire {
             throw .contractViolation(describe(error))
         }
         try check(envelope, against: message, type: type, version: version)
+        if checkingValues, let violation = envelope.event.valueViolation { throw .contractViolation(violation) }
         return envelope
     }
 
@@ -92,6 +94,9 @@ public enum Wire {
         }
         guard envelope.topic.name == message.topic else {
             throw .contractViolation("\(type.rawValue) belongs on \(envelope.topic.name), not \(message.topic)")
+        }
+        guard envelope.correlationId == envelope.event.correlationId else {
+            throw .contractViolation("correlationId '\(envelope.correlationId ?? "null")' is not the event's order '\(envelope.event.correlationId ?? "null")'")
         }
     }
 

@@ -78,6 +78,54 @@ import Testing
         }
     }
 
+    /// Values that decode as JSON but break the contract: each is refused, naming the field, without trapping.
+    static let hostileValues: [(event: DomainEvent, correlationId: String?, reason: String)] = {
+        func placed(orderId: String = "order-1", lines: [OrderLine] = [OrderLine(productId: "product-1", quantity: 1, unitPriceCents: 100)],
+                    total: Int = 100) -> DomainEvent {
+            .orderPlaced(OrderPlaced(orderId: orderId, customerId: "customer-1", lines: lines, totalCents: total, currency: "EUR"))
+        }
+        let long = String(repeating: "x", count: 300)
+        return [
+            (placed(lines: [OrderLine(productId: "product-1", quantity: .min, unitPriceCents: 100)], total: 100), "order-1", "lines[0].quantity"),
+            (placed(lines: [OrderLine(productId: "product-1", quantity: 3, unitPriceCents: .max / 2)], total: .max - 1), "order-1", "lines[0].unitPriceCents"),
+            (placed(lines: [OrderLine(productId: "product-1", quantity: 1_000_000, unitPriceCents: 1_000_000_000_000)], total: 0), "order-1", "not the lines' sum"),
+            (placed(total: .max), "order-1", "totalCents"),
+            (placed(lines: [OrderLine(productId: "product-1", quantity: 1, unitPriceCents: 100), OrderLine(productId: "product-1", quantity: 2, unitPriceCents: 100)], total: 300),
+             "order-1", "two lines for product-1"),
+            (placed(lines: [], total: 0), "order-1", "the number of lines"),
+            (placed(orderId: "../../etc/passwd"), "../../etc/passwd", "orderId '../../etc/passwd'"),
+            (placed(orderId: long), long, "orderId"),
+            (placed(), "order-2", "correlationId 'order-2' is not the event's order 'order-1'"),
+            (.paymentAuthorized(PaymentAuthorized(orderId: "order-1", customerId: "customer-1", paymentId: "pay-1", amountCents: -5, currency: "EUR")),
+             "order-1", "amountCents -5"),
+            (.paymentRefunded(PaymentRefunded(orderId: "order-1", customerId: "customer-1", paymentId: "pay-1", amountCents: 5, currency: "euro")),
+             "order-1", "currency"),
+            (.stockReleased(StockReleased(productId: "product-1", orderId: "order-1", quantity: 0, available: 5)), "order-1", "quantity 0"),
+            (.stockRestocked(StockRestocked(productId: "product-1", quantity: 5, available: -1)), nil, "available -1"),
+            (.orderCancelled(OrderCancelled(orderId: "order-1", customerId: "customer-1", reason: .outOfStock, detail: String(repeating: "d", count: 5_000))),
+             "order-1", "detail"),
+        ]
+    }()
+
+    @Test(arguments: 0..<hostileValues.count)
+    func valuesTheContractForbidsAreRefusedNamingTheField(index: Int) throws {
+        let (event, correlationId, reason) = Self.hostileValues[index]
+        let envelope = Envelope(eventId: "6f1c2b9e-3a4d-4e5f-8a7b-9c0d1e2f3a4b", key: event.key, sequence: 1, correlationId: correlationId,
+                                causationId: nil, occurredAt: "2026-11-23T10:15:30.123Z", source: "test", event: event)
+        let message = try Wire.message(for: envelope, traceparent: nil)
+        let consumed = ConsumedMessage(topic: message.topic, partition: 0, offset: 0, key: message.key, value: message.value, headers: message.headers)
+        #expect {
+            _ = try Wire.decode(consumed)
+        } throws: { error in
+            guard case EventDecodingError.contractViolation(let sentence) = error else { return false }
+            return sentence.contains(reason)
+        }
+    }
+
+    @Test func everyWellFormedEventKeepsToTheContractsValues() {
+        for event in Self.everyEvent { #expect(event.valueViolation == nil, "\(event): \(event.valueViolation ?? "")") }
+    }
+
     @Test func keysAreTheEntityTheEventIsAbout() {
         #expect(Self.everyEvent.map(\.key) == ["c", "c", "c", "o", "o", "o", "o", "p", "p", "p", "p", "c"])
     }

@@ -16,7 +16,8 @@ import Testing
         let typeHeader = { (type: String) in [KafkaHeader("event-type", type), KafkaHeader("event-version", "1")] }
         let failing = try { () throws -> OutgoingMessage in
             let event = DomainEvent.orderPlaced(OrderPlaced(
-                orderId: "order-x", customerId: ConfirmingHandler.failingCustomer, lines: [], totalCents: 0, currency: "EUR"))
+                orderId: "order-x", customerId: ConfirmingHandler.failingCustomer,
+                lines: [OrderLine(productId: "product-1", quantity: 1, unitPriceCents: 500)], totalCents: 500, currency: "EUR"))
             let envelope = Envelope(eventId: UUID().uuidString.lowercased(), key: ConfirmingHandler.failingCustomer, sequence: 1,
                                     correlationId: "order-x", causationId: nil, occurredAt: Timestamp.now(), source: "test", event: event)
             return try Wire.message(for: envelope, traceparent: nil)
