@@ -15,7 +15,8 @@ struct InventoryHandler: EventHandler {
         switch envelope.event {
         case .orderPlaced(let order):
             guard try Reservation.filter(Column("orderId") == order.orderId).fetchCount(db) == 0,
-                  try Shortage.fetchOne(db, key: order.orderId) == nil else { return [] }
+                  try Shortage.fetchOne(db, key: order.orderId) == nil,
+                  try !EndedOrder.exists(db, key: order.orderId) else { return [] }
             let stock = try order.lines.map { line in (line, try Stock.fetchOne(db, key: line.productId)?.available ?? 0) }
             let short = stock.filter { line, available in available < line.quantity }
             guard short.isEmpty else {
@@ -38,6 +39,9 @@ struct InventoryHandler: EventHandler {
 
         case .orderCancelled(let cancellation):
             let held = try Reservation.filter(Column("orderId") == cancellation.orderId && Column("released") == false).fetchAll(db)
+            if try Reservation.filter(Column("orderId") == cancellation.orderId).fetchCount(db) == 0 {
+                try EndedOrder(orderId: cancellation.orderId).save(db)
+            }
             return try held.map { reservation in
                 var released = reservation
                 released.released = true

@@ -26,6 +26,12 @@ struct Shortage: Codable, FetchableRecord, PersistableRecord {
     var orderId: String
 }
 
+/// An order cancelled before this service reserved anything for it, so that its placement, arriving late
+/// from a dead-letter replay, reserves nothing for an order nothing will release.
+struct EndedOrder: Codable, FetchableRecord, PersistableRecord {
+    var orderId: String
+}
+
 enum InventorySchema {
     static func migrate(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("inventory-1") { db in
@@ -45,6 +51,11 @@ enum InventorySchema {
             }
             for product in Catalogue.standard.products {
                 try Stock(productId: product.productId, available: product.initialStock).insert(db)
+            }
+        }
+        migrator.registerMigration("inventory-2-ended-orders") { db in
+            try db.create(table: "endedOrder") { table in
+                table.primaryKey("orderId", .text)
             }
         }
     }

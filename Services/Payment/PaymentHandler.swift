@@ -14,7 +14,7 @@ struct PaymentHandler: EventHandler {
     func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
         switch envelope.event {
         case .orderPlaced(let order):
-            guard try Payment.fetchOne(db, key: order.orderId) == nil else { return [] }
+            guard try Payment.fetchOne(db, key: order.orderId) == nil, try !EndedOrder.exists(db, key: order.orderId) else { return [] }
             var account = try CustomerCredit.fetchOne(db, key: order.customerId)
                 ?? CustomerCredit(customerId: order.customerId, limitCents: credit.limitCents(for: order.customerId), heldCents: 0)
             guard account.heldCents + order.totalCents <= account.limitCents else {
@@ -37,7 +37,10 @@ struct PaymentHandler: EventHandler {
                 amountCents: payment.amountCents, currency: payment.currency))]
 
         case .orderCancelled(let cancellation):
-            guard let payment = try Payment.endHold(of: cancellation.orderId, as: .refunded, in: db) else { return [] }
+            guard let payment = try Payment.endHold(of: cancellation.orderId, as: .refunded, in: db) else {
+                try EndedOrder(orderId: cancellation.orderId).save(db)
+                return []
+            }
             return [.paymentRefunded(PaymentRefunded(
                 orderId: payment.orderId, customerId: payment.customerId, paymentId: payment.paymentId,
                 amountCents: payment.amountCents, currency: payment.currency))]

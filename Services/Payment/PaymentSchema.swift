@@ -43,6 +43,12 @@ struct Payment: Codable, FetchableRecord, PersistableRecord {
     }
 }
 
+/// An order that ended (cancelled) before this service authorized anything for it, so that its placement,
+/// arriving late from a dead-letter replay, neither holds credit nor charges for an order nothing will confirm.
+struct EndedOrder: Codable, FetchableRecord, PersistableRecord {
+    var orderId: String
+}
+
 enum PaymentSchema {
     static func migrate(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("payment-1") { db in
@@ -64,6 +70,11 @@ enum PaymentSchema {
         migrator.registerMigration("payment-2-holds") { db in
             try db.execute(sql: "ALTER TABLE customerCredit RENAME COLUMN usedCents TO heldCents")
             try db.execute(sql: "UPDATE payment SET paymentId = 'pay-' || orderId WHERE paymentId IS NULL")
+        }
+        migrator.registerMigration("payment-3-ended-orders") { db in
+            try db.create(table: "endedOrder") { table in
+                table.primaryKey("orderId", .text)
+            }
         }
     }
 }

@@ -86,7 +86,10 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
             outcome.tally.count(message, .duplicate)
             return
         }
-        try Inbox.noteSequence(of: envelope, topic: message.topic, group: group, in: db)
+        // A dead letter sent back by `emporium dlq replay` is this key's past, not a sequence going backwards.
+        if try !Inbox.forgetDeadLettered(envelope.eventId, group: group, in: db) {
+            try Inbox.noteSequence(of: envelope, topic: message.topic, group: group, in: db)
+        }
         let cause = EventCause(
             eventId: envelope.eventId,
             trace: message.header(Wire.Header.traceparent).flatMap(TraceContext.init(traceparent:)) ?? .newTrace())
@@ -110,7 +113,9 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
                 guard attempt < retry.attempts else {
                     let reason = "the handler failed \(attempt) times; last error: \(error)"
                     try deadLetter(message, reason: reason, in: db, outcome: &outcome)
-                    break
+                    // Not recorded as processed: once its cause is fixed, a replay of this event must apply it.
+                    try Inbox.rememberDeadLettered(envelope.eventId, group: group, in: db)
+                    return
                 }
                 logger.warning("handler failed on \(envelope.type.rawValue) \(envelope.eventId), attempt \(attempt): \(error)")
                 Thread.sleep(forTimeInterval: Double(retry.backoff(afterAttempt: attempt).components.attoseconds) / 1e18)

@@ -34,6 +34,18 @@ public enum Inbox {
             """).execute(arguments: [group, topic, envelope.key, envelope.sequence])
     }
 
+    /// An event whose handler kept failing went to the dead-letter topic unprocessed; remembering it lets
+    /// its replay be told from a key's sequence going backwards.
+    static func rememberDeadLettered(_ eventId: String, group: String, in db: Database) throws {
+        try db.execute(sql: "INSERT OR IGNORE INTO deadLetteredEvent (groupId, eventId) VALUES (?, ?)", arguments: [group, eventId])
+    }
+
+    /// True (and forgotten) if this event was dead-lettered by this group and now comes back.
+    static func forgetDeadLettered(_ eventId: String, group: String, in db: Database) throws -> Bool {
+        try db.cachedStatement(sql: "DELETE FROM deadLetteredEvent WHERE groupId = ? AND eventId = ?").execute(arguments: [group, eventId])
+        return db.changesCount > 0
+    }
+
     public static func sequenceAnomalies(in db: Database) throws -> Int {
         try Int.fetchOne(db, sql: "SELECT count(*) FROM sequenceAnomaly") ?? 0
     }

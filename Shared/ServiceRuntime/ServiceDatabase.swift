@@ -74,5 +74,12 @@ public enum ServiceDatabase {
                 table.column("eventId", .text).notNull()
             }
         }
+        migrator.registerMigration("runtime-3-dead-lettered-events") { db in
+            try db.create(table: "deadLetteredEvent") { table in
+                table.column("groupId", .text).notNull()
+                table.column("eventId", .text).notNull()
+                table.primaryKey(["groupId", "eventId"])
+            }
+        }
     }
 }

@@ -82,6 +82,13 @@ final class Shop: @unchecked Sendable {
         try emporium(["audit"])
     }
 
+    /// A writable handle on a service's database, for tests that break (and then repair) what a service relies on.
+    func databaseForWriting(_ service: String) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        return try DatabaseQueue(path: varDir.appendingPathComponent("db/\(service).sqlite").path, configuration: configuration)
+    }
+
     func database(_ service: String) throws -> DatabaseQueue {
         var configuration = Configuration()
         configuration.readonly = true

@@ -8,24 +8,55 @@ struct TopicReader {
     /// Every message from the group's committed offsets (or the beginning) up to the current end. The group's
     /// offsets move past what was read, so the next read by the same group starts after it.
     func readToEnd(_ topic: String, group: String, timeout: Duration = .seconds(60)) async throws -> [ConsumedMessage] {
+        var messages: [ConsumedMessage] = []
+        try await forEachBatchToEnd(topic, group: group, timeout: timeout) { messages += $0 }
+        return messages
+    }
+
+    /// Hands each batch up to the current end to `body`, and commits the group's offsets past a batch only once
+    /// `body` returned: what `body` throws on is read again by the group's next run.
+    func forEachBatchToEnd(
+        _ topic: String, group: String, timeout: Duration = .seconds(60), _ body: ([ConsumedMessage]) async throws -> Void
+    ) async throws {
         let offsets = try await KafkaAdmin(configuration: configuration).offsets(of: [topic], group: group)
         var remaining = Dictionary(uniqueKeysWithValues: offsets.compactMap { partition -> (TopicPartition, Int64)? in
             let start = max(partition.committed ?? partition.low, partition.low)
             return start < partition.high ? (partition.partition, partition.high) : nil
         })
-        guard !remaining.isEmpty else { return [] }
+        guard !remaining.isEmpty else { return }
         let consumer = try KafkaConsumer(configuration: configuration, group: group, topics: [topic])
-        var messages: [ConsumedMessage] = []
-        let deadline = ContinuousClock.now + timeout
-        for try await batch in consumer.batches {
-            for message in batch.messages where remaining[message.topicPartition].map({ message.offset < $0 }) ?? false {
-                messages.append(message)
-                if message.offset + 1 >= remaining[message.topicPartition]! { remaining[message.topicPartition] = nil }
+        // Closing the consumer ends the stream below, so a partition that never delivers cannot hold this forever.
+        let watchdog = Task {
+            try await Task.sleep(for: timeout)
+            await consumer.close()
+        }
+        defer { watchdog.cancel() }
+        do {
+            for try await batch in consumer.batches {
+                var wanted: [ConsumedMessage] = []
+                for message in batch.messages where remaining[message.topicPartition].map({ message.offset < $0 }) ?? false {
+                    wanted.append(message)
+                    if message.offset + 1 >= remaining[message.topicPartition]! { remaining[message.topicPartition] = nil }
+                }
+                try await body(wanted)
+                try await consumer.commit(batch)
+                if remaining.isEmpty { break }
             }
-            try await consumer.commit(batch)
-            if remaining.isEmpty || ContinuousClock.now > deadline { break }
+        } catch KafkaError.consumerClosed where !remaining.isEmpty {
+            // The watchdog closed it mid-commit: reported as the timeout below.
+        } catch {
+            await consumer.close()
+            throw error
         }
         await consumer.close()
-        return messages
+        guard remaining.isEmpty else {
+            throw CommandFailure("\(topic) was not read to its end within \(timeout): \(remaining.count) partitions short")
+        }
     }
+}
+
+/// A failure the command reports in one sentence.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -64,8 +64,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
             abstract: "Send dead letters back to their source topic, once the cause is fixed.",
             discussion: """
             Each failed message goes back once with its original key, value and headers, however many consumer
-            groups dead-lettered it; groups that had processed it skip the copy by its eventId. The replay group
-            remembers how far it got, so a second replay sends only letters that arrived since.
+            groups dead-lettered it; groups that had processed it skip the copy by its eventId, and a group whose
+            handler had failed on it applies it now. An order cancelled meanwhile is not charged or reserved late.
+            The replay group moves past a letter only once its copy is delivered, so a second replay sends only
+            letters that arrived since, and a replay that stopped midway sends the rest.
             """
         )
 
@@ -77,20 +79,28 @@ struct DeadLetterCommand: AsyncParsableCommand {
         func run() async throws {
             let configuration = try kafka.resolve()
             let name = try DeadLetterCommand.deadLetterTopic(topic)
-            let letters = try await TopicReader(configuration: configuration)
-                .readToEnd(name, group: "emporium-dlq-replay")
-            var sources = Set<String>()
-            let originals = letters.filter { letter in
-                sources.insert([DeadLetter.Header.sourceTopic, DeadLetter.Header.sourcePartition, DeadLetter.Header.sourceOffset]
-                    .map { letter.header($0) ?? "" }.joined(separator: "/")).inserted
-            }.compactMap(DeadLetter.original(of:))
             let producer = try KafkaProducer(configuration: configuration)
-            let results = await producer.send(originals)
+            var sources = Set<String>()
+            var letters = 0
+            var sent = 0
+            do {
+                // Each batch is sent and delivered before the replay group's offsets move past it: a replay that
+                // stops midway sends the rest next time, and never skips a letter it did not deliver.
+                try await TopicReader(configuration: configuration).forEachBatchToEnd(name, group: "emporium-dlq-replay") { batch in
+                    letters += batch.count
+                    let originals = batch.filter { letter in
+                        sources.insert([DeadLetter.Header.sourceTopic, DeadLetter.Header.sourcePartition, DeadLetter.Header.sourceOffset]
+                            .map { letter.header($0) ?? "" }.joined(separator: "/")).inserted
+                    }.compactMap(DeadLetter.original(of:))
+                    for result in await producer.send(originals) { _ = try result.get() }
+                    sent += originals.count
+                }
+            } catch {
+                await producer.close()
+                throw CommandFailure("replay stopped after \(sent) messages; the rest are sent by the next replay: \(error)")
+            }
             await producer.close()
-            let failures = results.filter { if case .failure = $0 { true } else { false } }.count
-            let sent = originals.count - failures
-            print("replayed \(sent) message\(sent == 1 ? "" : "s") from \(letters.count) dead letter\(letters.count == 1 ? "" : "s") in \(name)")
-            if failures > 0 { throw ExitCode.failure }
+            print("replayed \(sent) message\(sent == 1 ? "" : "s") from \(letters) dead letter\(letters == 1 ? "" : "s") in \(name)")
         }
     }
 }
