@@ -3,19 +3,21 @@
 # KAFKA_BOOTSTRAP_SERVERS names a real one) and every service, places synthetic orders, waits until each
 # order is confirmed or cancelled, audits the result, prints the outcome and stops everything.
 #
-#   deploy/run.sh [--orders N] [--rate R | --concurrency C] [--instances SERVICE=N]... [--detach]
+#   deploy/run.sh [--orders N] [--rate R | --concurrency C] [--instances SERVICE=N]... [--first-port P] [--detach]
 #
 #   --orders N              orders to place (default 1000)
 #   --rate R                place R orders/s, open loop (default: closed loop)
 #   --concurrency C         clients in closed loop (default 32)
 #   --instances SERVICE=N   run N instances of SERVICE (order-service, payment-service, inventory-service,
 #                           notification-service) in one consumer group, sharing its database
+#   --first-port P          order-service listens on P, the others on P+1, P+2, P+3; a second instance
+#                           of each on P+100 and up (default 8080)
 #   --detach                leave everything running, with the live console on http://127.0.0.1:8090;
 #                           stop it with deploy/stop.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SERVICES=(order-service payment-service inventory-service notification-service)
-declare -A PORT=([order-service]=8080 [payment-service]=8081 [inventory-service]=8082 [notification-service]=8083)
+FIRST_PORT=8080
 declare -A INSTANCES=([order-service]=1 [payment-service]=1 [inventory-service]=1 [notification-service]=1)
 ORDERS=1000
 DETACH=0
@@ -31,15 +33,27 @@ while [ $# -gt 0 ]; do
             [ -n "${INSTANCES[$name]:-}" ] || { echo "unknown service '$name' in --instances (one of ${SERVICES[*]})" >&2; exit 2; }
             [[ "$count" =~ ^[1-9][0-9]?$ ]] || { echo "--instances $2: the count must be 1 to 99" >&2; exit 2; }
             INSTANCES[$name]="$count"; shift ;;
+        --first-port)
+            [[ "$2" =~ ^[1-9][0-9]*$ ]] && [ "$2" -le 65432 ] || { echo "--first-port $2: expected a port number up to 65432 (four ports and a second instance 100 above)" >&2; exit 2; }
+            FIRST_PORT="$2"; shift ;;
         --detach) DETACH=1 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 
+declare -A PORT=([order-service]=$FIRST_PORT [payment-service]=$((FIRST_PORT + 1))
+                 [inventory-service]=$((FIRST_PORT + 2)) [notification-service]=$((FIRST_PORT + 3)))
+
 ensure_dependencies
-build release
+if [ -n "${EMPORIUM_BIN_DIR:-}" ]; then
+    # Binaries built already (the tests run this script against their debug build).
+    BIN_DIR="$EMPORIUM_BIN_DIR"
+    log "using the binaries in $BIN_DIR"
+else
+    build release
+fi
 "$ROOT/deploy/stop.sh"
 mkdir -p "$VAR_DIR/pids" "$VAR_DIR/logs"
 
@@ -78,7 +92,7 @@ done
 log "all services healthy; placing $ORDERS orders"
 
 STATUS=0
-"$BIN_DIR/emporium" generate --orders "$ORDERS" "${LOAD[@]}" --var-dir "$VAR_DIR" --customers 100 --products 200 || STATUS=$?
+"$BIN_DIR/emporium" generate --url "http://127.0.0.1:$FIRST_PORT" --orders "$ORDERS" "${LOAD[@]}" --var-dir "$VAR_DIR" --customers 100 --products 200 || STATUS=$?
 log "auditing the topics and databases"
 "$BIN_DIR/emporium" audit --var-dir "$VAR_DIR" 2> "$VAR_DIR/logs/audit.log" || STATUS=$?
 
@@ -105,9 +119,9 @@ cat <<SUMMARY
 Where to look
   console     http://127.0.0.1:8090   (live: orders/s, hop latencies, partitions and lag, journeys; with --detach)
   status      $BIN_DIR/emporium status --var-dir $VAR_DIR   (--watch to follow it, --json for scripts)
-  metrics     http://127.0.0.1:8080/metrics   (Prometheus text; 8081, 8082, 8083 for the other services)
-  API         http://127.0.0.1:8080/orders?customerId=customer-1   (GET /orders/{id} for one order)
-  products    http://127.0.0.1:8082/products
+  metrics     http://127.0.0.1:$FIRST_PORT/metrics   (Prometheus text; the next three ports for the other services)
+  API         http://127.0.0.1:$FIRST_PORT/orders?customerId=customer-1   (GET /orders/{id} for one order)
+  products    http://127.0.0.1:${PORT[inventory-service]}/products
   Kafka       $BOOTSTRAP   (kcat -b "$BOOTSTRAP" -C -t orders -e)
   logs        $VAR_DIR/logs/
   mail        $VAR_DIR/mail/

@@ -150,6 +150,30 @@ func freePorts(_ count: Int) throws -> [Int] {
     }
 }
 
+/// A port P such that P…P+3 and P+100…P+103 are free right now: the layout `deploy/run.sh --first-port` uses
+/// for up to two instances of each service.
+func freePortBlock() throws -> Int {
+    for _ in 0..<50 {
+        let candidate = try freePorts(1)[0]
+        guard candidate + 103 < 65_536 else { continue }
+        if (Array(candidate...candidate + 3) + Array(candidate + 100...candidate + 103)).allSatisfy(isFree) { return candidate }
+    }
+    throw POSIXError(.EADDRINUSE)
+}
+
+private func isFree(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+}
+
 func temporaryDirectory(_ name: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-\(name)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
