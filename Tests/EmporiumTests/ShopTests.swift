@@ -21,10 +21,21 @@ import Testing
         (order["timeline"] as? [[String: Any]] ?? []).compactMap { $0["type"] as? String }
     }
 
-    private func expectCleanAudit(_ shop: Shop) throws {
+    /// The audit passes; given the generator's summary, the audit's count of orders from the topics is the
+    /// generator's, placed, confirmed and cancelled alike.
+    private func expectCleanAudit(_ shop: Shop, agreeingWith summary: [String: Any]? = nil) throws {
         let audit = try shop.audit()
         #expect(audit.status == 0, "audit failed:\n\(audit.output)")
         #expect(!audit.output.contains("✘"))
+        guard let summary else { return }
+        guard let counted = audit.output.firstMatch(of: /(\d+) orders: (\d+) confirmed, (\d+) cancelled/) else {
+            Issue.record("the audit printed no order count:\n\(audit.output)")
+            return
+        }
+        let cancelled = (summary["cancelledPaymentDeclined"] as? Int ?? -1) + (summary["cancelledOutOfStock"] as? Int ?? -1)
+        #expect(Int(counted.1) == summary["placed"] as? Int, "placed: audit \(counted.1), generator \(summary)")
+        #expect(Int(counted.2) == summary["confirmed"] as? Int, "confirmed: audit \(counted.2), generator \(summary)")
+        #expect(Int(counted.3) == cancelled, "cancelled: audit \(counted.3), generator \(summary)")
     }
 
     @Test func twoThousandSkewedOrdersThroughTwoInstancesEachEndTerminalWithACleanAudit() async throws {
@@ -35,7 +46,7 @@ import Testing
         #expect(summary["placed"] as? Int == 2000)
         #expect(summary["pending"] as? Int == 0)
         #expect(summary["httpErrors"] as? Int == 0)
-        try expectCleanAudit(shop)
+        try expectCleanAudit(shop, agreeingWith: summary)
 
         // Two instances each, seen from the processes themselves: two PIDs, the 12 partitions split between them.
         for service in ["payment-service", "inventory-service"] {
@@ -264,6 +275,61 @@ import Testing
         shop.stop()
     }
 
+    /// payment-service's handler fails on one customer's orders until the cause (a write its database refuses) is
+    /// fixed: both orders wait in `orders.dlq`, one of them is cancelled meanwhile; the replay confirms the other
+    /// and charges nothing for the cancelled one.
+    @Test func aHandlerFailureReplayedAfterItsCauseIsFixedEndsTheOrderAndChargesNothingForACancelledOne() async throws {
+        let shop = try await Shop(partitions: 2)
+        let customer = try #require((1...1000).map { "customer-\($0)" }.first { !CreditPolicy.standard.isLowLimit($0) })
+        let payments = try shop.databaseForWriting("payment-service")
+        try await payments.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER refusePayments BEFORE INSERT ON payment WHEN NEW.customerId = '\(customer)'
+                BEGIN SELECT RAISE(ABORT, 'simulated: this customer''s payments cannot be written'); END
+                """)
+        }
+        func place(_ product: String, _ quantity: Int) throws -> String {
+            let placed = try post("\(shop.orderURL)/orders", "{\"customerId\":\"\(customer)\",\"lines\":[{\"productId\":\"\(product)\",\"quantity\":\(quantity)}]}")
+            return try #require(placed.body["orderId"] as? String, "\(placed)")
+        }
+        let waiting = try place("product-1", 1)
+        let scarce = try #require(Catalogue.standard.product("product-10"))
+        let tooLarge = try place("product-10", scarce.initialStock + 1)
+
+        try await waitUntil(.seconds(60), "two dead letters from payment-service") {
+            try shop.emporium(["dlq", "list", "orders", "--json"]).output.split(separator: "\n").filter { $0.hasPrefix("{") }.count == 2
+        }
+        let letters = try shop.emporium(["dlq", "list", "orders", "--json"]).output.split(separator: "\n").filter { $0.hasPrefix("{") }.map { json(String($0)) }
+        #expect(letters.count == 2)
+        #expect(letters.allSatisfy { ($0["headers"] as? [String: String])?["dlq-group"] == "payment-service" })
+        #expect(letters.allSatisfy { (($0["headers"] as? [String: String])?["dlq-reason"] ?? "").contains("simulated") })
+        let cancelled = try await waitForOutcomes([tooLarge], in: shop)[tooLarge]!
+        #expect(cancelled["reason"] as? String == "out-of-stock")
+        #expect(json(try get("\(shop.orderURL)/orders/\(waiting)").text)["status"] as? String == "pending", "no payment decision yet")
+
+        try await payments.write { db in try db.execute(sql: "DROP TRIGGER refusePayments") }
+        let replay = try shop.emporium(["dlq", "replay", "orders"])
+        #expect(replay.output.contains("replayed 2 messages from 2 dead letters in orders.dlq"), "\(replay.output)")
+
+        let confirmed = try await waitForOutcomes([waiting], in: shop)[waiting]!
+        #expect(confirmed["status"] as? String == "confirmed", "\(confirmed)")
+        try await waitUntil(.seconds(30), "the capture") {
+            try await shop.database("payment-service").read { db in
+                try String.fetchOne(db, sql: "SELECT status FROM payment WHERE orderId = ?", arguments: [waiting])
+            } == "captured"
+        }
+        try expectCleanAudit(shop)
+        let (charged, held, anomalies) = try await shop.database("payment-service").read { db in
+            (try Int.fetchOne(db, sql: "SELECT count(*) FROM payment WHERE orderId = ?", arguments: [tooLarge]) ?? -1,
+             try Int.fetchOne(db, sql: "SELECT heldCents FROM customerCredit WHERE customerId = ?", arguments: [customer]) ?? -1,
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM sequenceAnomaly") ?? -1)
+        }
+        #expect(charged == 0, "the cancelled order was authorized when its placement came back")
+        #expect(held == 0, "credit still held after both orders ended")
+        #expect(anomalies == 0, "the replayed placements were taken for sequences going backwards")
+        shop.stop()
+    }
+
     @Test func withAnSMTPRelayEachOutcomeIsMailedOnceUnderItsMessageID() async throws {
         let sink = try temporaryDirectory("smtp")
         defer { try? FileManager.default.removeItem(at: sink) }
@@ -357,6 +423,14 @@ import Testing
         #expect(inventory.output.contains("relay stopped"))
         try shop.start("inventory-service", instance: 1)
 
+        // SIGTERM order-service with requests in flight: what it answered 202 stays accepted and ends; what it
+        // refused while stopping, the generator sends again under the same Idempotency-Key.
+        let orders = shop.instances(of: "order-service")[0]
+        let placedBeforeStop = try await shop.database("order-service").read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM customerOrder") ?? 0 }
+        #expect(orders.stop(signal: SIGTERM) == 0)
+        #expect(placedBeforeStop < 600, "the generator was done before order-service stopped")
+        try shop.start("order-service", instance: 1)
+
         // Kill -9 the payment-service instance that holds the relay lease; the other takes over.
         let payments = shop.instances(of: "payment-service")
         let leader = try #require(payments.first { $0.output.contains("relay lease acquired") })
@@ -368,7 +442,7 @@ import Testing
         #expect(generator.stop() == 0, "generator: \(generator.output)")
         let summary = json(generator.output.split(separator: "\n").last.map(String.init) ?? "")
         #expect(summary["placed"] as? Int == 600 && summary["httpErrors"] as? Int == 0 && summary["pending"] as? Int == 0, "\(summary)")
-        try expectCleanAudit(shop)
+        try expectCleanAudit(shop, agreeingWith: summary)
         let statuses = shop.stop()
         #expect(statuses.values.allSatisfy { $0 == 0 }, "exit statuses \(statuses)")
     }
