@@ -133,6 +133,7 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
+            dependencies: ["Kafka"],
             path: "Tests/TestSupport"
         ),
         .testTarget(

@@ -62,19 +62,10 @@ import Testing
     }
 }
 
-/// Runs a Python snippet with `input` on its standard input.
+/// Runs a Python snippet with `input` on its standard input, for at most a minute.
 func runPython(_ code: String, input: String) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", code]
-    let stdin = Pipe(), stdout = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = stdout
-    process.standardError = stdout
-    try process.run()
-    stdin.fileHandleForWriting.write(Data(input.utf8))
-    try stdin.fileHandleForWriting.close()
-    let data = stdout.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-python-input-\(UUID().uuidString.prefix(8))")
+    try input.write(to: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: file) }
+    return try run("/usr/bin/env", ["python3", "-c", code], input: file, timeout: .seconds(60))
 }

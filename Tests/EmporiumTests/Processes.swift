@@ -101,11 +101,14 @@ final class ChildProcess: @unchecked Sendable {
 /// Runs a command to completion and returns its status and its standard output and error, together. It is
 /// killed if it runs longer than `timeout`, which then throws. `environment` replaces the test's own; nil
 /// builds one as for every child.
-func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Duration = .seconds(600)) throws -> (status: Int32, output: String) {
+func run(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: URL? = nil, timeout: Duration = .seconds(600)
+) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.environment = environment ?? childEnvironment([:])
+    if let input { process.standardInput = try FileHandle(forReadingFrom: input) }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe

@@ -6,16 +6,16 @@ import Testing
         let cluster = try TestCluster(partitions: 6)
         let producer = try KafkaProducer(configuration: cluster.configuration)
         let sent = cluster.messages(count: 3_000, keys: 40)
-        let reports = await producer.send(sent)
+        let reports = try await within(.seconds(60), "3,000 deliveries") { await producer.send(sent) }
         for report in reports { _ = try report.get() }
-        await producer.close()
+        try await producer.close(within: .seconds(30))
 
         let consumer = try KafkaConsumer(configuration: cluster.configuration, group: "round-trip", topics: [cluster.topic])
         let ledger = Ledger()
         try await within(.seconds(60), "consume 3,000 messages") {
             try await consume(consumer, into: ledger) { ledger.count >= sent.count }
         }
-        await consumer.close()
+        try await consumer.close(within: .seconds(30))
 
         let received = ledger.messages
         #expect(received.count == sent.count)
@@ -39,7 +39,7 @@ import Testing
     @Test func aRestartedConsumerResumesFromItsCommittedOffset() async throws {
         let cluster = try TestCluster(partitions: 3)
         let producer = try KafkaProducer(configuration: cluster.configuration)
-        for report in await producer.send(cluster.messages(count: 600, keys: 10)) { _ = try report.get() }
+        try await producer.deliver(cluster.messages(count: 600, keys: 10))
 
         let first = try KafkaConsumer(
             configuration: cluster.configuration, group: "restart", topics: [cluster.topic],
@@ -48,10 +48,10 @@ import Testing
         try await within(.seconds(60), "first consumer reads 200") {
             try await consume(first, into: before) { before.count >= 200 }
         }
-        await first.close()
+        try await first.close(within: .seconds(30))
 
-        for report in await producer.send(cluster.messages(count: 100, keys: 10)) { _ = try report.get() }
-        await producer.close()
+        try await producer.deliver(cluster.messages(count: 100, keys: 10))
+        try await producer.close(within: .seconds(30))
 
         let second = try KafkaConsumer(configuration: cluster.configuration, group: "restart", topics: [cluster.topic])
         let after = Ledger()
@@ -59,7 +59,7 @@ import Testing
         try await within(.seconds(60), "second consumer reads the rest") {
             try await consume(second, into: after) { after.count >= expected }
         }
-        await second.close()
+        try await second.close(within: .seconds(30))
 
         let positions = (before.messages + after.messages).map { "\($0.partition):\($0.offset)" }
         #expect(after.count == expected, "the restarted consumer read again what was committed, or skipped some")
@@ -70,7 +70,7 @@ import Testing
         let cluster = try TestCluster(partitions: 6)
         let producer = try KafkaProducer(configuration: cluster.configuration)
         let messages = cluster.messages(count: 4_000, keys: 100)
-        for report in await producer.send(Array(messages[..<2_000])) { _ = try report.get() }
+        try await producer.deliver(Array(messages[..<2_000]))
 
         let ledger = Ledger()
         let batching = ConsumerBatching(maxMessages: 20)
@@ -89,11 +89,11 @@ import Testing
         }
         #expect(Set(assigned.0).isDisjoint(with: assigned.1))
 
-        for report in await producer.send(Array(messages[2_000...])) { _ = try report.get() }
-        await producer.close()
+        try await producer.deliver(Array(messages[2_000...]))
+        try await producer.close(within: .seconds(30))
         try await waitUntil(.seconds(30), "both members drain the second half") { ledger.count >= 4_000 }
-        await first.close()
-        await second.close()
+        try await first.close(within: .seconds(30))
+        try await second.close(within: .seconds(30))
         let counts = (try await firstRun.value, try await secondRun.value)
 
         #expect(counts.0 > 2_000 && counts.1 > 0, "both members processed messages after the rebalance")
@@ -105,12 +105,12 @@ import Testing
     @Test func anOffsetThatFellOffTheLogRaisesATypedEvent() async throws {
         let cluster = try TestCluster(partitions: 1)
         let producer = try KafkaProducer(configuration: cluster.configuration)
-        for report in await producer.send(cluster.messages(count: 20, keys: 2)) { _ = try report.get() }
+        try await producer.deliver(cluster.messages(count: 20, keys: 2))
         let first = try KafkaConsumer(configuration: cluster.configuration, group: "laggard", topics: [cluster.topic],
                                       batching: ConsumerBatching(maxMessages: 5))
         let ledger = Ledger()
         try await within(.seconds(60), "the group commits a few") { try await consume(first, into: ledger) { ledger.count >= 5 } }
-        await first.close()
+        try await first.close(within: .seconds(30))
 
         // The embedded cluster keeps 5 MB per partition: 7 MB of incompressible values push the committed offset out.
         var random = SystemRandomNumberGenerator()
@@ -118,9 +118,9 @@ import Testing
             OutgoingMessage(topic: cluster.topic, key: "filler-\(index)", value: (0..<10_000).map { _ in UInt8.random(in: 0...255, using: &random) })
         }
         for chunk in stride(from: 0, to: filler.count, by: 50) {
-            for report in await producer.send(Array(filler[chunk..<chunk + 50])) { _ = try report.get() }
+            try await producer.deliver(Array(filler[chunk..<chunk + 50]))
         }
-        await producer.close()
+        try await producer.close(within: .seconds(30))
         let low = try await KafkaAdmin(configuration: cluster.configuration).offsets(of: [cluster.topic])[0].low
         #expect(low > 5, "the log still starts at \(low)")
 
@@ -133,7 +133,7 @@ import Testing
             }
             return nil
         }
-        await second.close()
+        try await second.close(within: .seconds(30))
         guard case .offsetFellOffLog(let partition, let expected, let resumedAt) = event else {
             Issue.record("no offsetFellOffLog event")
             return
@@ -150,7 +150,7 @@ import Testing
         let results = try await within(.seconds(60), "2,000 deliveries through a 10-message queue") {
             await producer.send(cluster.messages(count: 2_000, keys: 30))
         }
-        await producer.close()
+        try await producer.close(within: .seconds(30))
         let offsets = results.compactMap { try? $0.get() }.map { "\($0.partition):\($0.offset)" }
         #expect(offsets.count == 2_000, "a message failed instead of waiting for room")
         #expect(Set(offsets).count == 2_000)
@@ -163,8 +163,8 @@ import Testing
         let producer = try KafkaProducer(configuration: cluster.configuration)
         let small = OutgoingMessage(topic: cluster.topic, key: "k", value: Array(repeating: 1, count: 100))
         let large = OutgoingMessage(topic: cluster.topic, key: "k", value: Array(repeating: 1, count: 20_000))
-        let results = await producer.send([small, large])
-        await producer.close()
+        let results = try await within(.seconds(30), "two delivery reports") { await producer.send([small, large]) }
+        try await producer.close(within: .seconds(30))
         #expect((try? results[0].get()) != nil)
         #expect {
             try results[1].get()
@@ -180,7 +180,7 @@ import Testing
         let result = try await within(.seconds(30), "the delivery report") {
             await producer.send([OutgoingMessage(topic: cluster.topic, key: "k", value: [1])])[0]
         }
-        await producer.close(flushTimeout: .seconds(1))
+        try await within(.seconds(30), "the producer closes") { await producer.close(flushTimeout: .seconds(1)) }
         #expect {
             try result.get()
         } throws: { error in
@@ -191,15 +191,15 @@ import Testing
     @Test func watermarksAndCommittedOffsetsShowAGroupsLag() async throws {
         let cluster = try TestCluster(partitions: 2)
         let producer = try KafkaProducer(configuration: cluster.configuration)
-        for report in await producer.send(cluster.messages(count: 100, keys: 7)) { _ = try report.get() }
-        await producer.close()
+        try await producer.deliver(cluster.messages(count: 100, keys: 7))
+        try await producer.close(within: .seconds(30))
 
         let consumer = try KafkaConsumer(configuration: cluster.configuration, group: "lag", topics: [cluster.topic])
         let ledger = Ledger()
         try await within(.seconds(60), "consume everything") {
             try await consume(consumer, into: ledger) { ledger.count >= 100 }
         }
-        await consumer.close()
+        try await consumer.close(within: .seconds(30))
 
         let admin = try KafkaAdmin(configuration: cluster.configuration)
         let offsets = try await admin.offsets(of: [cluster.topic], group: "lag")

@@ -24,7 +24,7 @@ import Testing
             return applied
         }
         // Dies here: the last batch is applied in the database, its offsets never reach Kafka.
-        await first.close()
+        try await first.close(within: .seconds(30))
 
         let restarted = try KafkaConsumer(configuration: fixture.configuration, group: processor.group, topics: [Topic.orders.name])
         let outcome = try await within(.seconds(60), "the redelivered batch") {
@@ -36,7 +36,7 @@ import Testing
             }
             return outcome
         }
-        await restarted.close()
+        try await restarted.close(within: .seconds(30))
 
         #expect(appliedBeforeCrash == 200)
         #expect(outcome.applied == 0, "a redelivered event was applied again")

@@ -77,8 +77,8 @@ struct RuntimeFixture {
 
     func produce(_ messages: [OutgoingMessage]) async throws {
         let producer = try KafkaProducer(configuration: configuration)
-        for result in await producer.send(messages) { _ = try result.get() }
-        await producer.close()
+        try await producer.deliver(messages)
+        try await producer.close(within: .seconds(30))
     }
 
     /// Reads `topic` from the beginning in a fresh group until `count` messages arrived.
@@ -94,10 +94,10 @@ struct RuntimeFixture {
                 }
                 return seen
             }
-            await consumer.close()
+            try await consumer.close(within: .seconds(30))
             return messages
         } catch {
-            await consumer.close()
+            try? await consumer.close(within: .seconds(30))
             throw error
         }
     }
@@ -124,6 +124,7 @@ struct RunningRelay {
 
     func stop() async throws {
         await group.triggerGracefulShutdown()
-        try await task.value
+        let task = self.task
+        try await within(.seconds(30), "the relay stops") { try await task.value }
     }
 }
