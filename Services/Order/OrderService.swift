@@ -18,7 +18,9 @@ struct OrderService: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try runtime.resolve(service: "order-service", defaultPort: 8080)
-        let host = ServiceHost(settings: settings, handler: OrderHandler(), topics: [.payments, .inventory, .notifications], migrations: OrderSchema.migrate)
+        let host = ServiceHost(settings: settings, handler: OrderHandler(), topics: [.payments, .inventory, .notifications],
+                               // An accepted order exists only in this database until its OrderPlaced is relayed.
+                               durability: .durable, migrations: OrderSchema.migrate)
         try await host.run { context in
             let router = makeServiceRouter(context: context, apiPaths: ["/orders", "/orders/{id}"])
             OrderAPI(context: context, catalogue: .standard, source: settings.service).register(on: router)

@@ -62,6 +62,9 @@ public enum KafkaConsumerEvent: Sendable, Equatable {
     /// The log no longer holds the offset this group was to read next: messages `expected..<resumedAt` are gone.
     /// On the embedded cluster, whose partitions keep only their newest 5 MB, this is how data loss shows.
     case offsetFellOffLog(TopicPartition, expected: Int64, resumedAt: Int64)
+    /// Offsets `expected..<resumedAt` are still in the log, yet the partition delivered `resumedAt` next: not a
+    /// loss Kafka announced, so something skipped them (a seek, a position ahead of what was applied).
+    case offsetGap(TopicPartition, expected: Int64, resumedAt: Int64)
     /// A non-fatal error; the consumer carries on.
     case error(KafkaError)
 }
@@ -73,7 +76,8 @@ public enum KafkaConsumerEvent: Sendable, Equatable {
 /// asynchronously, so the next batch need not wait a round trip; the offsets of every committed batch are
 /// committed again, synchronously, when partitions are revoked and when the consumer closes. Rebalance callbacks
 /// run only inside a poll, so by the time partitions are revoked the batch in hand is finished and its offsets
-/// are committed before the partitions go; on assignment, reading resumes at the committed offsets. If a
+/// are committed before the partitions go; on assignment, reading resumes at the committed offsets, or where
+/// `startingOffsets` says (a service's database, which knows what it applied better than Kafka does). If a
 /// rebalance happens while a batch is being assembled, the batch is dropped and its partitions rewound, because
 /// it may hold messages from before it.
 public final class KafkaConsumer: Sendable {
@@ -89,11 +93,12 @@ public final class KafkaConsumer: Sendable {
         group: String,
         topics: [String],
         batching: ConsumerBatching = ConsumerBatching(),
+        startingOffsets: StartingOffsets? = nil,
         logger: Logger = Logger(label: "emporium.kafka.consumer")
     ) throws {
         let (batches, batchSink) = AsyncThrowingStream<ConsumerBatch, Error>.makeStream()
         let (events, eventSink) = AsyncStream<KafkaConsumerEvent>.makeStream(bufferingPolicy: .bufferingNewest(1024))
-        let core = ConsumerCore(batchSink: batchSink, eventSink: eventSink, logger: logger)
+        let core = ConsumerCore(batchSink: batchSink, eventSink: eventSink, startingOffsets: startingOffsets, logger: logger)
         let client = try RdKafkaClient(type: RD_KAFKA_CONSUMER, properties: configuration.consumerProperties(group: group), callbackContext: core) { conf in
             rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(core).toOpaque())
             rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback)
@@ -178,6 +183,11 @@ struct TopicNames {
     }
 }
 
+/// Where to start reading newly assigned partitions, asked on each assignment (on the poll thread): the next
+/// offset per partition, or nil to fall back on the group's committed offsets. A partition missing from the
+/// answer starts at the beginning of its log.
+public typealias StartingOffsets = @Sendable ([TopicPartition]) -> [TopicPartition: Int64]?
+
 /// What the async side tells the poll thread about the batch in hand.
 enum BatchAcknowledgement {
     case commit([TopicPartition: Int64], CheckedContinuation<Void, Error>)
@@ -211,15 +221,18 @@ final class ConsumerCore: Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let batchSink: AsyncThrowingStream<ConsumerBatch, Error>.Continuation
     private let eventSink: AsyncStream<KafkaConsumerEvent>.Continuation
+    private let startingOffsets: StartingOffsets?
     let logger: Logger
 
     init(
         batchSink: AsyncThrowingStream<ConsumerBatch, Error>.Continuation,
         eventSink: AsyncStream<KafkaConsumerEvent>.Continuation,
+        startingOffsets: StartingOffsets?,
         logger: Logger
     ) {
         self.batchSink = batchSink
         self.eventSink = eventSink
+        self.startingOffsets = startingOffsets
         self.logger = logger
     }
 
@@ -251,6 +264,8 @@ final class ConsumerCore: Sendable {
         switch event {
         case .offsetFellOffLog(let partition, let expected, let resumedAt):
             logger.critical("offsets \(expected)..<\(resumedAt) of \(partition) fell off the log before this group read them: those messages are lost to it")
+        case .offsetGap(let partition, let expected, let resumedAt):
+            logger.critical("offsets \(expected)..<\(resumedAt) of \(partition) are in the log but were skipped: this group never applied them")
         case .error(let error):
             logger.error("\(error)")
         case .assigned(let partitions):
@@ -293,7 +308,7 @@ final class ConsumerCore: Sendable {
                 rewind(rk, to: ConsumerBatch(id: 0, messages: messages).firstOffsets)
                 continue
             }
-            guard let batch = handOver(messages) else { break }
+            guard let batch = handOver(messages, rk) else { break }
             guard let acknowledgement = awaitAcknowledgement(of: batch) else { break }
             switch acknowledgement {
             case .commit(let offsets, let continuation):
@@ -354,21 +369,30 @@ final class ConsumerCore: Sendable {
 
     /// Notices a partition whose log skipped ahead of where this group was reading. librdkafka delivers each
     /// partition's messages in offset order, so only the first offset of each partition in a batch can skip.
-    private func noticeSkippedOffsets(_ batch: ConsumerBatch) {
+    private func noticeSkippedOffsets(_ batch: ConsumerBatch, _ rk: OpaquePointer) {
         let skips = state.withLock { state in
-            var skips: [KafkaConsumerEvent] = []
+            var skips: [(TopicPartition, expected: Int64, resumedAt: Int64)] = []
             for range in batch.ranges {
                 if let expected = state.expectedOffsets[range.partition], range.first > expected {
-                    skips.append(.offsetFellOffLog(range.partition, expected: expected, resumedAt: range.first))
+                    skips.append((range.partition, expected, range.first))
                 }
                 state.expectedOffsets[range.partition] = range.last + 1
             }
             return skips
         }
-        skips.forEach(report)
+        // Rare, so worth a round trip: where the log starts now tells a loss Kafka caused from a skip.
+        for (partition, expected, resumedAt) in skips {
+            var low: Int64 = -1, high: Int64 = -1
+            let code = rd_kafka_query_watermark_offsets(rk, partition.topic, partition.partition, &low, &high, 5000)
+            if code == RD_KAFKA_RESP_ERR_NO_ERROR, low <= expected {
+                report(.offsetGap(partition, expected: expected, resumedAt: resumedAt))
+            } else {
+                report(.offsetFellOffLog(partition, expected: expected, resumedAt: resumedAt))
+            }
+        }
     }
 
-    private func handOver(_ messages: [ConsumedMessage]) -> ConsumerBatch? {
+    private func handOver(_ messages: [ConsumedMessage], _ rk: OpaquePointer) -> ConsumerBatch? {
         let id = state.withLock { state -> UInt64? in
             guard !state.stopping else { return nil }
             state.nextBatchID += 1
@@ -377,7 +401,7 @@ final class ConsumerCore: Sendable {
         }
         guard let id else { return nil }
         let batch = ConsumerBatch(id: id, messages: messages)
-        noticeSkippedOffsets(batch)
+        noticeSkippedOffsets(batch, rk)
         batchSink.yield(batch)
         return batch
     }
@@ -427,11 +451,21 @@ final class ConsumerCore: Sendable {
     fileprivate func rebalance(_ rk: OpaquePointer, _ code: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
         let partitions = list.entries.map(\.partition).sorted()
         if code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            let committed = committedOffsets(rk, list)
+            let expected: [TopicPartition: Int64]
+            if let stored = startingOffsets?(partitions) {
+                // Each partition starts where its owner's records say; rd_kafka_assign seeks to the list's offsets.
+                for index in 0..<Int(list.pointee.cnt) {
+                    let partition = TopicPartition(String(cString: list.pointee.elems[index].topic), list.pointee.elems[index].partition)
+                    list.pointee.elems[index].offset = stored[partition] ?? Int64(RD_KAFKA_OFFSET_BEGINNING)
+                }
+                expected = stored.filter { partitions.contains($0.key) }
+            } else {
+                expected = committedOffsets(rk, list)
+            }
             state.withLock { state in
                 state.assignment = Set(partitions)
                 state.assignmentGeneration += 1
-                state.expectedOffsets = committed
+                state.expectedOffsets = expected
             }
             let assignCode = rd_kafka_assign(rk, list)
             if assignCode != RD_KAFKA_RESP_ERR_NO_ERROR { report(.error(.from(assignCode, operation: "assign"))) }

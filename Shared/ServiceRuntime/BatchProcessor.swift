@@ -25,6 +25,7 @@ public struct BatchOutcome: Sendable {
         sum.alreadyApplied += rhs.alreadyApplied
         sum.deadLettered += rhs.deadLettered
         sum.emitted += rhs.emitted
+        sum.tally.merge(rhs.tally)
         return sum
     }
 }
@@ -46,82 +47,121 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
         self.logger = logger
     }
 
+    /// Applies the batch. A handler that fails is retried after a backoff, *outside* the write transaction: what
+    /// came before the failing message is committed, SQLite's write lock is released while it waits (so HTTP
+    /// requests and the relay sharing the database go on), and the rest is applied in a new transaction.
     public func process(_ messages: [ConsumedMessage], in database: DatabasePool) async throws -> BatchOutcome {
-        try await database.write { db in try process(messages, in: db) }
+        var outcome = BatchOutcome()
+        var start = messages.startIndex
+        var attempt = 1
+        while true {
+            let part = try await database.write { [start, attempt] db in try process(messages[start...], in: db, attempt: attempt) }
+            outcome = outcome + part.outcome
+            guard let failure = part.failure else { return outcome }
+            logger.warning("handler failed on \(failure.type) \(failure.eventId), attempt \(attempt): \(failure.error)")
+            try await Task.sleep(for: retry.backoff(afterAttempt: attempt))
+            start = failure.index
+            attempt += 1
+        }
     }
 
+    /// Applies the batch in the caller's transaction, retrying a failing handler at once (for tests and tools).
     public func process(_ messages: [ConsumedMessage], in db: Database) throws -> BatchOutcome {
+        var outcome = BatchOutcome()
+        var start = messages.startIndex
+        var attempt = 1
+        while true {
+            let part = try process(messages[start...], in: db, attempt: attempt)
+            outcome = outcome + part.outcome
+            guard let failure = part.failure else { return outcome }
+            start = failure.index
+            attempt += 1
+        }
+    }
+
+    /// A handler failure to retry: the message's index in the batch and what went wrong.
+    struct HandlerFailure: Sendable {
+        let index: Int
+        let type: String
+        let eventId: String
+        let error: String
+    }
+
+    /// Applies messages in order until one's handler fails with retries left; `attempt` counts the first
+    /// message's tries so far. Offsets are saved up to, not including, the message that failed.
+    func process(_ messages: ArraySlice<ConsumedMessage>, in db: Database, attempt: Int) throws -> (outcome: BatchOutcome, failure: HandlerFailure?) {
         var outcome = BatchOutcome()
         let now = Date()
         var offsets = try Inbox.nextOffsets(group: group, in: db)
-        for message in messages {
+        var failure: HandlerFailure?
+        for index in messages.indices {
+            let message = messages[index]
             if let next = offsets[message.topicPartition], message.offset < next {
                 outcome.alreadyApplied += 1
                 outcome.tally.count(message, .alreadyApplied)
                 continue
             }
-            try apply(message, in: db, now: now, outcome: &outcome)
+            let tries = index == messages.startIndex ? attempt : 1
+            if let error = try apply(message, in: db, now: now, attempt: tries, outcome: &outcome) {
+                failure = HandlerFailure(index: index, type: message.header(Wire.Header.eventType) ?? "?",
+                                         eventId: message.header(Wire.Header.eventId) ?? "?", error: "\(error)")
+                break
+            }
             offsets[message.topicPartition] = message.offset + 1
         }
         try Inbox.save(offsets, group: group, in: db)
-        return outcome
+        return (outcome, failure)
     }
 
-    private func apply(_ message: ConsumedMessage, in db: Database, now: Date, outcome: inout BatchOutcome) throws {
+    /// Applies one message; returns the handler's error if it failed and may be tried again.
+    private func apply(_ message: ConsumedMessage, in db: Database, now: Date, attempt: Int, outcome: inout BatchOutcome) throws -> (any Error)? {
         let envelope: Envelope
         do {
             let (type, _) = try Wire.route(message)
             guard handler.handledTypes.contains(type) else {
                 outcome.skipped += 1
                 outcome.tally.count(message, .skipped)
-                return
+                return nil
             }
             envelope = try Wire.decode(message)
         } catch {
             try deadLetter(message, reason: error.description, in: db, outcome: &outcome)
-            return
+            return nil
         }
         if try Inbox.contains(envelope.eventId, in: db) {
             outcome.duplicates += 1
             outcome.tally.count(message, .duplicate)
-            return
+            return nil
+        }
+        let cause = EventCause(
+            eventId: envelope.eventId,
+            trace: message.header(Wire.Header.traceparent).flatMap(TraceContext.init(traceparent:)) ?? .newTrace())
+        do {
+            var emitted: [Envelope] = []
+            try db.inSavepoint {
+                emitted = try Outbox.append(handler.handle(envelope, in: db), cause: cause, source: source, in: db)
+                try handler.emitted(emitted, in: db)
+                return .commit
+            }
+            outcome.applied += 1
+            outcome.emitted += emitted.count
+            outcome.tally.count(message, .applied)
+            outcome.tally.applied(envelope, topic: message.topic, now: now)
+            outcome.tally.emitted(emitted)
+        } catch {
+            guard attempt >= retry.attempts else { return error }
+            let reason = "the handler failed \(attempt) times; last error: \(error)"
+            try deadLetter(message, reason: reason, in: db, outcome: &outcome)
+            // Not recorded as processed: once its cause is fixed, a replay of this event must apply it.
+            try Inbox.rememberDeadLettered(envelope.eventId, group: group, in: db)
+            return nil
         }
         // A dead letter sent back by `emporium dlq replay` is this key's past, not a sequence going backwards.
         if try !Inbox.forgetDeadLettered(envelope.eventId, group: group, in: db) {
             try Inbox.noteSequence(of: envelope, topic: message.topic, group: group, in: db)
         }
-        let cause = EventCause(
-            eventId: envelope.eventId,
-            trace: message.header(Wire.Header.traceparent).flatMap(TraceContext.init(traceparent:)) ?? .newTrace())
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                var emitted: [Envelope] = []
-                try db.inSavepoint {
-                    emitted = try Outbox.append(handler.handle(envelope, in: db), cause: cause, source: source, in: db)
-                    try handler.emitted(emitted, in: db)
-                    return .commit
-                }
-                outcome.applied += 1
-                outcome.emitted += emitted.count
-                outcome.tally.count(message, .applied)
-                outcome.tally.applied(envelope, topic: message.topic, now: now)
-                outcome.tally.emitted(emitted)
-                break
-            } catch {
-                guard attempt < retry.attempts else {
-                    let reason = "the handler failed \(attempt) times; last error: \(error)"
-                    try deadLetter(message, reason: reason, in: db, outcome: &outcome)
-                    // Not recorded as processed: once its cause is fixed, a replay of this event must apply it.
-                    try Inbox.rememberDeadLettered(envelope.eventId, group: group, in: db)
-                    return
-                }
-                logger.warning("handler failed on \(envelope.type.rawValue) \(envelope.eventId), attempt \(attempt): \(error)")
-                Thread.sleep(forTimeInterval: Double(retry.backoff(afterAttempt: attempt).components.attoseconds) / 1e18)
-            }
-        }
         try Inbox.record(envelope.eventId, in: db)
+        return nil
     }
 
     private func deadLetter(_ message: ConsumedMessage, reason: String, in db: Database, outcome: inout BatchOutcome) throws {

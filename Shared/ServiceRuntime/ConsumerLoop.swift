@@ -38,8 +38,21 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
     }
 
     public func run() async throws {
+        // The database, not Kafka, says where each partition resumes: it records the next offset in the very
+        // transaction that applies a batch, so a database restored from a copy (or one whose last commits a power
+        // loss took) re-reads what it lost, and derived event IDs make what it re-emits identical.
+        let database = self.database, group = processor.group, logger = self.logger
+        let startingOffsets: StartingOffsets = { _ in
+            do {
+                return try database.read { db in try Inbox.nextOffsets(group: group, in: db) }
+            } catch {
+                logger.error("cannot read the stored positions; resuming at Kafka's committed offsets: \(error)")
+                return nil
+            }
+        }
         let consumer = try KafkaConsumer(
-            configuration: configuration, group: processor.group, topics: topics, batching: batching, logger: logger)
+            configuration: configuration, group: processor.group, topics: topics, batching: batching,
+            startingOffsets: startingOffsets, logger: logger)
         logger.info("consuming \(topics) as group \(processor.group)")
         status.attach(consumer)
         let status = self.status
@@ -92,6 +105,7 @@ public final class ConsumerStatus: Sendable {
     private let rebalances: Counter
     private let batchFailures: Counter
     private let fellOffLog: Counter
+    private let gaps: Counter
     private let assignedGauge: Gauge
 
     public init() {
@@ -99,6 +113,7 @@ public final class ConsumerStatus: Sendable {
         rebalances = Counter(label: "emporium_consumer_rebalances_total")
         batchFailures = Counter(label: "emporium_consumer_batch_failures_total")
         fellOffLog = Counter(label: "emporium_consumer_offsets_fell_off_log_total")
+        gaps = Counter(label: "emporium_consumer_offset_gaps_total")
         assignedGauge = Gauge(label: "emporium_consumer_assigned_partitions")
     }
 
@@ -136,6 +151,8 @@ public final class ConsumerStatus: Sendable {
             assignedGauge.record(count)
         case .offsetFellOffLog:
             fellOffLog.increment()
+        case .offsetGap:
+            gaps.increment()
         case .error:
             break
         }

@@ -2,16 +2,28 @@ import Foundation
 import Glibc
 import GRDB
 
-/// Opens a service's SQLite database: WAL (a `DatabasePool`), `synchronous=NORMAL`, a busy timeout so that
-/// instances sharing the file wait for each other, and the runtime's tables migrated beside the service's own.
+/// Opens a service's SQLite database: WAL (a `DatabasePool`), a busy timeout so that instances sharing the file
+/// wait for each other, and the runtime's tables migrated beside the service's own.
 public enum ServiceDatabase {
-    public static func open(at path: String, migrations: (inout DatabaseMigrator) -> Void = { _ in }) throws -> DatabasePool {
+    /// How much of a commit survives a power loss.
+    public enum Durability: String, Sendable {
+        /// `synchronous=NORMAL`: the last commits may be lost. Enough for what Kafka can give again: positions
+        /// live in the database, so a consumer whose tail was lost re-reads it (see `ConsumerLoop`).
+        case replayable = "NORMAL"
+        /// `synchronous=FULL`: a commit is on disk when it returns. For what only the database holds, such as an
+        /// order accepted over HTTP, which must not vanish after its 202.
+        case durable = "FULL"
+    }
+
+    public static func open(
+        at path: String, durability: Durability = .replayable, migrations: (inout DatabaseMigrator) -> Void = { _ in }
+    ) throws -> DatabasePool {
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            try db.execute(sql: "PRAGMA synchronous = \(durability.rawValue)")
         }
         let pool = try DatabasePool(path: path, configuration: configuration)
         var migrator = DatabaseMigrator()
@@ -79,6 +91,18 @@ public enum ServiceDatabase {
                 table.column("groupId", .text).notNull()
                 table.column("eventId", .text).notNull()
                 table.primaryKey(["groupId", "eventId"])
+            }
+        }
+        migrator.registerMigration("runtime-4-parked-outbox-rows") { db in
+            try db.create(table: "parkedOutboxRow") { table in
+                table.primaryKey("id", .integer)
+                table.column("topic", .text).notNull()
+                table.column("key", .blob)
+                table.column("value", .blob).notNull()
+                table.column("headers", .blob).notNull()
+                table.column("createdAt", .text).notNull()
+                table.column("reason", .text).notNull()
+                table.column("parkedAt", .text).notNull()
             }
         }
     }

@@ -12,12 +12,17 @@ public struct ServiceHost<Handler: EventHandler> {
     public let settings: RuntimeSettings
     public let handler: Handler
     public let topics: [Topic]
+    public let durability: ServiceDatabase.Durability
     public let migrations: @Sendable (inout DatabaseMigrator) -> Void
 
-    public init(settings: RuntimeSettings, handler: Handler, topics: [Topic], migrations: @escaping @Sendable (inout DatabaseMigrator) -> Void = { _ in }) {
+    public init(
+        settings: RuntimeSettings, handler: Handler, topics: [Topic], durability: ServiceDatabase.Durability = .replayable,
+        migrations: @escaping @Sendable (inout DatabaseMigrator) -> Void = { _ in }
+    ) {
         self.settings = settings
         self.handler = handler
         self.topics = topics
+        self.durability = durability
         self.migrations = migrations
     }
 
@@ -31,7 +36,7 @@ public struct ServiceHost<Handler: EventHandler> {
         }
         let logger = Logger(label: settings.service)
         ServiceMetrics.bootstrap()
-        let database = try ServiceDatabase.open(at: settings.databasePath, migrations: migrations)
+        let database = try ServiceDatabase.open(at: settings.databasePath, durability: durability, migrations: migrations)
         if !settings.kafka.isEmbeddedCluster {
             try await KafkaAdmin(configuration: settings.kafka).createTopics(Topic.allCases.flatMap { topic in
                 [topic.name, topic.deadLetterName].map { TopicSpec(name: $0, partitions: 12, replicationFactor: 3) }

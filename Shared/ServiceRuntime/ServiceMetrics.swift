@@ -111,6 +111,12 @@ public struct BatchTally: Sendable {
     mutating func emitted(_ envelopes: [Envelope]) {
         for envelope in envelopes { emitted[DomainCounter(envelope.event), default: 0] += 1 }
     }
+
+    mutating func merge(_ other: BatchTally) {
+        counts.merge(other.counts, uniquingKeysWith: +)
+        emitted.merge(other.emitted, uniquingKeysWith: +)
+        for (topic, buckets) in other.ages { ages[topic, default: EventAgeHistogram.Buckets()].merge(buckets) }
+    }
 }
 
 /// The domain counter an emitted event adds to: orders placed, confirmed and cancelled (by reason), payments
