@@ -49,6 +49,21 @@ public enum KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// This message can never be delivered as it is (too large, invalid), however often it is tried again.
+    public var rejectsTheMessageForGood: Bool {
+        guard let code else { return false }
+        return [
+            RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_MSG, RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE,
+            RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR__INVALID_ARG,
+        ].contains { $0.rawValue == code }
+    }
+
+    /// The client is unusable (for example an idempotent producer whose sequence broke) and must be recreated.
+    public var isFatal: Bool {
+        if case .fatal = self { return true }
+        return code == RD_KAFKA_RESP_ERR__FATAL.rawValue
+    }
+
     /// The librdkafka error code, where there is one.
     public var code: Int32? {
         if case .broker(let code, _, _, _) = self { return code }

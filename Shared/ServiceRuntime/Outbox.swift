@@ -31,6 +31,32 @@ public struct OutboxRow: Codable, Sendable, FetchableRecord, PersistableRecord {
     }
 }
 
+/// An outbox row Kafka refused for good (too large, invalid), kept with the reason for an operator to see
+/// (`emporium dlq parked`) instead of blocking every row behind it.
+public struct ParkedOutboxRow: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "parkedOutboxRow"
+
+    public var id: Int64?
+    public var topic: String
+    public var key: Data?
+    public var value: Data
+    public var headers: Data
+    public var createdAt: String
+    public var reason: String
+    public var parkedAt: String
+
+    init(_ row: OutboxRow, reason: String) {
+        id = row.id
+        topic = row.topic
+        key = row.key
+        value = row.value
+        headers = row.headers
+        createdAt = row.createdAt
+        self.reason = reason
+        parkedAt = Timestamp.now()
+    }
+}
+
 /// What caused new events: the event being handled (or none, for an HTTP request) and its trace.
 public struct EventCause: Sendable {
     public let eventId: String?

@@ -28,6 +28,9 @@ public final class OutboxRelay: Service {
     private let delivered = Atomic<Int>(0)
     private let leaseHeld = Atomic<Bool>(false)
     private let relayed: Counter
+    private let parkedCounter: Counter
+    /// The producer in use, so that shutdown can purge what it holds.
+    private let producer = Mutex<KafkaProducer?>(nil)
     /// From handing a batch to the producer until its last delivery report: what a hop waits on Kafka.
     private let deliveryLatency: Metrics.Timer
 
@@ -43,6 +46,7 @@ public final class OutboxRelay: Service {
         self.foreignWriteCheck = foreignWriteCheck
         ServiceMetrics.bootstrap()
         relayed = Counter(label: "emporium_outbox_relayed_total")
+        parkedCounter = Counter(label: "emporium_outbox_parked_total")
         deliveryLatency = Metrics.Timer(label: "emporium_relay_delivery_duration_seconds")
     }
 
@@ -69,6 +73,23 @@ public final class OutboxRelay: Service {
         }
         logger.info("relay lease acquired; publishing the outbox")
 
+        await withGracefulShutdownHandler {
+            await relayUntilStopped()
+        } onGracefulShutdown: {
+            self.stopping.store(true, ordering: .releasing)
+            self.wakeup.signal()
+            // If Kafka is unreachable the batch in flight cannot finish: give it a few seconds, then let it fail.
+            Task {
+                try? await Task.sleep(for: .seconds(3))
+                self.producer.withLock { $0 }?.purge()
+            }
+        }
+        let left = try await database.read(Outbox.pendingCount)
+        logger.info("relay stopped; \(left) rows left in the outbox")
+    }
+
+    /// Relays through one producer at a time: one that raises a fatal error is closed and replaced.
+    private func relayUntilStopped() async {
         var properties = configuration
         properties.properties["producer.message.timeout.ms"] = "0"
         // The relay waits for each batch's delivery reports, so lingering adds straight to every hop's latency:
@@ -76,24 +97,28 @@ public final class OutboxRelay: Service {
         if properties.properties["linger.ms"] == nil && properties.properties["producer.linger.ms"] == nil {
             properties.properties["producer.linger.ms"] = "1"
         }
-        let producer = try KafkaProducer(configuration: properties, logger: logger)
-        await withGracefulShutdownHandler {
-            await relay(through: producer)
-        } onGracefulShutdown: {
-            self.stopping.store(true, ordering: .releasing)
-            self.wakeup.signal()
-            // If Kafka is unreachable the batch in flight cannot finish: give it a few seconds, then let it fail.
-            Task {
-                try? await Task.sleep(for: .seconds(3))
-                producer.purge()
+        var failures = 0
+        while !stopping.load(ordering: .acquiring) {
+            let producer: KafkaProducer
+            do {
+                producer = try KafkaProducer(configuration: properties, logger: logger)
+            } catch {
+                failures += 1
+                logger.error("cannot create the relay's producer (attempt \(failures)): \(error)")
+                try? await Task.sleep(for: .milliseconds(100) * min(1 << min(failures, 6), 50))
+                continue
             }
+            self.producer.withLock { $0 = producer }
+            let fatal = await relay(through: producer)
+            await producer.close(flushTimeout: .seconds(3))
+            self.producer.withLock { $0 = nil }
+            guard fatal else { return }
+            logger.error("the relay's producer raised a fatal error; replacing it")
         }
-        await producer.close(flushTimeout: .seconds(3))
-        let left = try await database.read(Outbox.pendingCount)
-        logger.info("relay stopped; \(left) rows left in the outbox")
     }
 
-    private func relay(through producer: KafkaProducer) async {
+    /// Publishes until stopped (false) or until the producer is unusable (true).
+    private func relay(through producer: KafkaProducer) async -> Bool {
         var failures = 0
         while true {
             do {
@@ -101,20 +126,27 @@ public final class OutboxRelay: Service {
                     failures = 0
                     continue
                 }
+            } catch let error as KafkaError where error.isFatal {
+                return true
             } catch {
                 failures += 1
                 let backoff = Duration.milliseconds(100) * min(1 << min(failures, 6), 50)
                 logger.error("publishing the outbox failed (attempt \(failures)); retrying in \(backoff): \(error)")
-                if stopping.load(ordering: .acquiring) || Task.isCancelled { return }
+                if stopping.load(ordering: .acquiring) || Task.isCancelled { return false }
                 try? await Task.sleep(for: backoff)
                 continue
             }
-            if stopping.load(ordering: .acquiring) || Task.isCancelled { return }
+            if stopping.load(ordering: .acquiring) || Task.isCancelled { return false }
             await wakeup.wait(upTo: foreignWriteCheck)
         }
     }
 
     /// Publishes up to one batch of rows; returns false when the outbox was empty.
+    ///
+    /// Rows are settled in order up to the first failure that may pass (Kafka unreachable): delivered rows are
+    /// deleted, and a row Kafka can never take as it is (too large, invalid) is parked with the reason in
+    /// `parkedOutboxRow`, where `emporium dlq parked` shows it, so that nothing behind it waits. The next
+    /// attempt starts at the first row not settled, which keeps each key's order.
     private func publishBatch(through producer: KafkaProducer) async throws -> Bool {
         let rows = try await database.read { db in
             try OutboxRow.order(Column("id")).limit(self.batchSize).fetchAll(db)
@@ -123,19 +155,35 @@ public final class OutboxRelay: Service {
         let sent = ContinuousClock.now
         let results = await producer.send(rows.map(\.message))
         deliveryLatency.recordNanoseconds((ContinuousClock.now - sent).nanoseconds)
-        // Rows are deleted up to the first failure only, so the next attempt starts there and keeps the order.
-        let deliveredPrefix = results.prefix { if case .success = $0 { true } else { false } }.count
-        if deliveredPrefix > 0 {
-            let lastDelivered = rows[deliveredPrefix - 1].id!
-            try await database.write { db in
-                _ = try OutboxRow.filter(Column("id") <= lastDelivered).deleteAll(db)
+        var settled: [Int64] = []
+        var parked: [ParkedOutboxRow] = []
+        var passing: KafkaError?
+        for (row, result) in zip(rows, results) {
+            switch result {
+            case .success:
+                settled.append(row.id!)
+            case .failure(let error) where error.rejectsTheMessageForGood:
+                settled.append(row.id!)
+                parked.append(ParkedOutboxRow(row, reason: error.description))
+            case .failure(let error):
+                passing = error
             }
-            delivered.add(deliveredPrefix, ordering: .relaxed)
-            relayed.increment(by: deliveredPrefix)
+            if passing != nil { break }
         }
-        if deliveredPrefix < results.count, case .failure(let error) = results[deliveredPrefix] {
-            throw error
+        if !settled.isEmpty {
+            try await database.write { [settled, parked] db in
+                _ = try OutboxRow.deleteAll(db, keys: settled)
+                for row in parked { try row.insert(db) }
+            }
+            let deliveredCount = settled.count - parked.count
+            delivered.add(deliveredCount, ordering: .relaxed)
+            relayed.increment(by: deliveredCount)
+            for row in parked {
+                logger.critical("parked an outbox row Kafka cannot take: \(row.topic) key \(row.key.map { String(decoding: $0, as: UTF8.self) } ?? "none"): \(row.reason)")
+            }
+            if !parked.isEmpty { parkedCounter.increment(by: parked.count) }
         }
+        if let passing { throw passing }
         return true
     }
 }

@@ -78,4 +78,32 @@ import Testing
         #expect(Set(published.compactMap { $0.header(Wire.Header.eventId) }).count == 200, "an event was published twice")
         try expectPerKeyOrder(published)
     }
+
+    /// A row Kafka can never take (here a dead-letter copy over the producer's 1 MB message limit) is parked with
+    /// its reason; the rows behind it are published, in order, and nothing is sent twice.
+    @Test func aRowKafkaRefusesForGoodIsParkedAndTheRowsBehindItArePublished() async throws {
+        let fixture = try RuntimeFixture()
+        let database = try fixture.openDatabase()
+        try await appendOrders(0..<20, to: database)
+        let huge = ConsumedMessage(topic: Topic.orders.name, partition: 0, offset: 7, key: Array("customer-1".utf8),
+                                   value: Array(repeating: UInt8(ascii: "x"), count: 1_200_000), headers: [])
+        try await database.write { db in
+            try Outbox.append(DeadLetter.message(for: huge, reason: "too large to read", group: "test-group"), in: db)
+        }
+        try await appendOrders(20..<40, to: database)
+
+        let running = RunningRelay(database: database, path: fixture.databasePath, configuration: fixture.configuration)
+        running.relay.wake()
+        try await waitUntil(.seconds(60), "the outbox drains") { try await database.read(Outbox.pendingCount) == 0 }
+        try await running.stop()
+
+        #expect(running.relay.deliveredCount == 40)
+        let parked = try await database.read { db in try ParkedOutboxRow.fetchAll(db) }
+        #expect(parked.count == 1)
+        #expect(parked.first?.topic == Topic.orders.deadLetterName)
+        #expect(parked.first?.reason.contains("MSG_SIZE_TOO_LARGE") == true, "\(parked.first?.reason ?? "")")
+        let published = try await fixture.read(Topic.orders.name, count: 40)
+        #expect(Set(published.compactMap { $0.header(Wire.Header.eventId) }).count == 40)
+        try expectPerKeyOrder(published)
+    }
 }

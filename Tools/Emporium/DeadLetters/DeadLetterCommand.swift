@@ -1,6 +1,7 @@
 import ArgumentParser
 import DomainEvents
 import Foundation
+import GRDB
 import Kafka
 import ServiceRuntime
 
@@ -8,7 +9,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlq",
         abstract: "Inspect and replay dead letters.",
-        subcommands: [List.self, Replay.self]
+        subcommands: [List.self, Replay.self, Parked.self]
     )
 
     /// `orders` and `orders.dlq` both name the dead-letter topic of `orders`.
@@ -101,6 +102,41 @@ struct DeadLetterCommand: AsyncParsableCommand {
             }
             await producer.close()
             print("replayed \(sent) message\(sent == 1 ? "" : "s") from \(letters) dead letter\(letters == 1 ? "" : "s") in \(name)")
+        }
+    }
+
+    struct Parked: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show outbox rows Kafka refused for good (too large, invalid), parked in each service's database.",
+            discussion: """
+            A service's relay parks a row Kafka can never take as it is, with the reason, so that the rows behind it
+            are published. Such a row is an event its consumers never see: the reason says what to fix.
+            """)
+
+        @Option(help: "Directory of the services' databases (default: <var-dir>/db).")
+        var databases: String?
+
+        @Option(help: "Emporium's runtime directory (default: $EMPORIUM_VAR, else ./var).")
+        var varDir: String = ProcessInfo.processInfo.environment["EMPORIUM_VAR"] ?? "var"
+
+        func run() async throws {
+            let directory = databases ?? "\(varDir)/db"
+            var total = 0
+            for service in ShopLayout.services {
+                let path = "\(directory)/\(service).sqlite"
+                guard FileManager.default.fileExists(atPath: path) else { continue }
+                let database = try AuditCommand.open(path)
+                let rows = try database.read { db in
+                    try Row.fetchAll(db, sql: "SELECT topic, key, length(value) AS bytes, reason, parkedAt FROM parkedOutboxRow ORDER BY id")
+                }
+                total += rows.count
+                for row in rows {
+                    let key = (row["key"] as Data?).map { String(decoding: $0, as: UTF8.self) } ?? "<none>"
+                    print("\(row["parkedAt"] as String)  \(service)  \(row["topic"] as String)  key=\(key)  \(row["bytes"] as Int) bytes")
+                    print("    \(row["reason"] as String)")
+                }
+            }
+            print("\(total) parked row\(total == 1 ? "" : "s")")
         }
     }
 }
