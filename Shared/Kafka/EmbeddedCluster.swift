@@ -57,6 +57,14 @@ public final class EmbeddedCluster: @unchecked Sendable {
         if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "set broker \(id) up") }
     }
 
+    /// Makes `broker` the leader of one partition, as a controller would after a failure.
+    public func setLeader(of topic: String, partition: Int32, to broker: Int32) throws {
+        let code = rd_kafka_mock_partition_set_leader(cluster, topic, partition, broker)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError.from(code, operation: "move the leader of \(topic)[\(partition)] to broker \(broker)")
+        }
+    }
+
     public func setAllBrokersDown() throws {
         for id in 1...brokerCount { try setBrokerDown(id) }
     }

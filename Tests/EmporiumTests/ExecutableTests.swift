@@ -8,12 +8,16 @@ import Testing
         (["payment-service"], ["--bootstrap-servers", "--kafka-property", "--var-dir", "--database", "--group-id", "--instance-id", "--port", "--log-level"]),
         (["inventory-service"], ["--bootstrap-servers", "--kafka-property", "--var-dir", "--database", "--group-id", "--instance-id", "--port", "--log-level"]),
         (["notification-service"], ["--bootstrap-servers", "--var-dir", "--database", "--port", "--mail-dir", "--smtp-url"]),
-        (["emporium", "cluster"], ["--brokers", "--partitions", "--replication-factor", "--topics"]),
+        // `emporium cluster` runs its default subcommand, `serve`, whose help lists these.
+        (["emporium", "cluster", "serve"], ["--brokers", "--partitions", "--replication-factor", "--topics"]),
         (["emporium", "generate"], ["--orders", "--rate", "--concurrency", "--customers", "--products", "--skew", "--seed", "--url", "--timeout", "--retries", "--json"]),
         (["emporium", "audit"], ["--databases", "--mail", "--settle"]),
         (["emporium", "status"], ["--watch", "--json", "--service"]),
         (["emporium", "console"], ["--port", "--service"]),
         (["emporium", "dlq", "list"], ["--json", "--bootstrap-servers", "--kafka-property", "--var-dir"]),
+        (["emporium", "dlq", "parked"], ["--databases", "--var-dir"]),
+        (["emporium", "cluster", "broker"], ["--var-dir"]),
+        (["emporium", "cluster", "leader"], ["--var-dir"]),
         (["emporium", "bench", "kafka"], ["--messages", "--rounds", "--keys", "--partitions", "--brokers", "--seed", "--json"]),
         (["emporium", "bench", "runtime"], ["--events", "--seed", "--json"]),
     ]
