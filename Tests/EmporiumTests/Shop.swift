@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Kafka
+import Testing
 
 /// A whole shop for one test: its own embedded cluster and the four services, on their own ports and under
 /// their own runtime directory. Everything it starts it stops by PID.
@@ -144,4 +145,21 @@ func get(_ url: String) throws -> (code: Int, text: String) {
     let result = try curl(["-s", "-w", "\n%{http_code}", url])
     let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
     return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+}
+
+/// The audit passes; given the generator's summary, the audit's count of orders from the topics is the
+/// generator's, placed, confirmed and cancelled alike.
+func expectCleanAudit(_ shop: Shop, agreeingWith summary: [String: Any]? = nil) throws {
+    let audit = try shop.audit()
+    #expect(audit.status == 0, "audit failed:\n\(audit.output)")
+    #expect(!audit.output.contains("✘"))
+    guard let summary else { return }
+    guard let counted = audit.output.firstMatch(of: /(\d+) orders: (\d+) confirmed, (\d+) cancelled/) else {
+        Issue.record("the audit printed no order count:\n\(audit.output)")
+        return
+    }
+    let cancelled = (summary["cancelledPaymentDeclined"] as? Int ?? -1) + (summary["cancelledOutOfStock"] as? Int ?? -1)
+    #expect(Int(counted.1) == summary["placed"] as? Int, "placed: audit \(counted.1), generator \(summary)")
+    #expect(Int(counted.2) == summary["confirmed"] as? Int, "confirmed: audit \(counted.2), generator \(summary)")
+    #expect(Int(counted.3) == cancelled, "cancelled: audit \(counted.3), generator \(summary)")
 }

@@ -21,23 +21,6 @@ import Testing
         (order["timeline"] as? [[String: Any]] ?? []).compactMap { $0["type"] as? String }
     }
 
-    /// The audit passes; given the generator's summary, the audit's count of orders from the topics is the
-    /// generator's, placed, confirmed and cancelled alike.
-    private func expectCleanAudit(_ shop: Shop, agreeingWith summary: [String: Any]? = nil) throws {
-        let audit = try shop.audit()
-        #expect(audit.status == 0, "audit failed:\n\(audit.output)")
-        #expect(!audit.output.contains("✘"))
-        guard let summary else { return }
-        guard let counted = audit.output.firstMatch(of: /(\d+) orders: (\d+) confirmed, (\d+) cancelled/) else {
-            Issue.record("the audit printed no order count:\n\(audit.output)")
-            return
-        }
-        let cancelled = (summary["cancelledPaymentDeclined"] as? Int ?? -1) + (summary["cancelledOutOfStock"] as? Int ?? -1)
-        #expect(Int(counted.1) == summary["placed"] as? Int, "placed: audit \(counted.1), generator \(summary)")
-        #expect(Int(counted.2) == summary["confirmed"] as? Int, "confirmed: audit \(counted.2), generator \(summary)")
-        #expect(Int(counted.3) == cancelled, "cancelled: audit \(counted.3), generator \(summary)")
-    }
-
     @Test func twoThousandSkewedOrdersThroughTwoInstancesEachEndTerminalWithACleanAudit() async throws {
         let shop = try await Shop(instances: ["payment-service": 2, "inventory-service": 2])
         let run = try shop.generate(["--orders", "2000", "--customers", "50", "--products", "200", "--skew", "1.0", "--seed", "7", "--json"])

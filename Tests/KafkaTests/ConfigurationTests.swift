@@ -58,12 +58,14 @@ import Testing
         let embedded = try KafkaConfiguration.resolve(environment: [:], varDirectory: directory.path)
         #expect(embedded.bootstrapServers == "127.0.0.1:9")
         #expect(embedded.consumerProperties(group: "g")["fetch.wait.max.ms"] == "5")
+        #expect(embedded.consumerProperties(group: "g")["session.timeout.ms"] == "3500", "the mock's quick failover")
 
         let real = try KafkaConfiguration.resolve(
             overrides: ["security.protocol=SSL"], environment: ["KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9092"], varDirectory: directory.path)
         #expect(real.bootstrapServers == "kafka-1:9092")
         #expect(real.properties["security.protocol"] == "SSL")
         #expect(real.consumerProperties(group: "g")["fetch.wait.max.ms"] == nil)
+        #expect(real.consumerProperties(group: "g")["session.timeout.ms"] == "6000", "a real cluster keeps Kafka's defaults")
     }
 
     @Test func noBootstrapServersAnywhereSaysWhereToSetThem() {

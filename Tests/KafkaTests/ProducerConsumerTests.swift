@@ -113,9 +113,16 @@ import Testing
         try await first.close(within: .seconds(30))
 
         // The embedded cluster keeps 5 MB per partition: 7 MB of incompressible values push the committed offset out.
-        var random = SystemRandomNumberGenerator()
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         let filler = (0..<700).map { index in
-            OutgoingMessage(topic: cluster.topic, key: "filler-\(index)", value: (0..<10_000).map { _ in UInt8.random(in: 0...255, using: &random) })
+            // xorshift64: incompressible for lz4, the same every run.
+            let value = (0..<1_250).flatMap { _ -> [UInt8] in
+                state ^= state << 13
+                state ^= state >> 7
+                state ^= state << 17
+                return withUnsafeBytes(of: state) { Array($0) }
+            }
+            return OutgoingMessage(topic: cluster.topic, key: "filler-\(index)", value: value)
         }
         for chunk in stride(from: 0, to: filler.count, by: 50) {
             try await producer.deliver(Array(filler[chunk..<chunk + 50]))
