@@ -154,11 +154,14 @@ func freePorts(_ count: Int) throws -> [Int] {
 }
 
 /// A port P such that P…P+3 and P+100…P+103 are free right now: the layout `deploy/run.sh --first-port` uses
-/// for up to two instances of each service.
+/// for up to two instances of each service. Taken below the kernel's ephemeral range, so that the brokers and
+/// clients started meanwhile (which get ephemeral ports) cannot land on it.
 func freePortBlock() throws -> Int {
-    for _ in 0..<50 {
-        let candidate = try freePorts(1)[0]
-        guard candidate + 103 < 65_536 else { continue }
+    let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+        .split(whereSeparator: \.isWhitespace).compactMap { Int($0) } ?? []
+    let ceiling = min(range.first ?? 32_768, 32_768) - 104
+    let start = 20_000 + Int(getpid() % 400) * 20
+    for candidate in Array(stride(from: start, to: ceiling, by: 20)) + Array(stride(from: 20_000, to: start, by: 20)) {
         if (Array(candidate...candidate + 3) + Array(candidate + 100...candidate + 103)).allSatisfy(isFree) { return candidate }
     }
     throw POSIXError(.EADDRINUSE)
