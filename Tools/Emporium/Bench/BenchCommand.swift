@@ -4,6 +4,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print figures next to a baseline measured in the same run.",
-        subcommands: [KafkaBench.self, RuntimeBench.self]
+        subcommands: [ShopBench.self, KafkaBench.self, RuntimeBench.self]
     )
 }

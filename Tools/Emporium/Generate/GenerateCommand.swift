@@ -367,6 +367,8 @@ struct Summary: Encodable {
     let errorKinds: [String: Int]
     let ordersPerSecond: Double
     let latencyMilliseconds: [String: Double]
+    /// CPU (user and system) this generator used, so that a benchmark can list it apart from the shop's.
+    let cpuSeconds: Double
 
     init(ledger: PlacementLedger, watcher: OutcomeWatcher, placedIn: Duration) {
         let placedAt = ledger.placed
@@ -386,6 +388,9 @@ struct Summary: Encodable {
         let latencies = outcomes.compactMap { id, outcome in placedAt[id].map { (outcome.seenAt - $0).seconds * 1000 } }.sorted()
         latencyMilliseconds = ["p50": latencies.percentile(0.50), "p95": latencies.percentile(0.95), "p99": latencies.percentile(0.99),
                                "max": latencies.last ?? 0]
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        cpuSeconds = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 
     var table: String {

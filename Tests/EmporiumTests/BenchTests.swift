@@ -1,0 +1,37 @@
+import Foundation
+import Testing
+
+@Suite(.serialized) struct BenchTests {
+    /// `emporium bench shop` on the tests' build, small: each phase's figures are there and add up, the audit
+    /// it runs is clean, and it leaves nothing running.
+    @Test func benchShopMeasuresEachPhaseAndStopsWhatItStarted() throws {
+        let result = try run(
+            Executables.url("emporium").path,
+            ["bench", "shop", "--orders", "120", "--concurrency", "8", "--rates", "30", "--seed", "5", "--json",
+             "--bin-dir", Executables.directory.path],
+            timeout: .seconds(400))
+        #expect(result.status == 0, "\(result.output.suffix(3_000))")
+        let report = json(result.output.split(separator: "\n").last.map(String.init) ?? "")
+        let phases = report["phases"] as? [[String: Any]] ?? []
+        #expect(phases.map { $0["phase"] as? String ?? "" } == ["closed loop, 8 clients", "open loop, 30 orders/s"], "\(report)")
+        for phase in phases {
+            #expect(phase["placed"] as? Int == 120 && phase["pending"] as? Int == 0 && phase["failedRequests"] as? Int == 0, "\(phase)")
+            #expect((phase["confirmed"] as? Int ?? 0) + (phase["cancelled"] as? Int ?? 0) == 120, "\(phase)")
+            #expect((phase["ordersPerSecond"] as? Double ?? 0) > 0)
+            let latency = phase["latencyMilliseconds"] as? [String: Double] ?? [:]
+            let ordered = ["p50", "p95", "p99", "max"].compactMap { latency[$0] }
+            #expect(ordered.count == 4 && ordered == ordered.sorted() && ordered[0] > 0, "\(latency)")
+            let cpu = phase["cpuMillisecondsPerOrder"] as? [String: Double] ?? [:]
+            #expect(Set(cpu.keys) == ["cluster", "order-service", "payment-service", "inventory-service", "notification-service"])
+            #expect(cpu.values.allSatisfy { $0 > 0 }, "every process spends CPU on an order: \(cpu)")
+            let total = phase["cpuMillisecondsPerOrderTotal"] as? Double ?? -1
+            #expect(abs(total - cpu.values.reduce(0, +)) < 1e-6)
+            #expect((phase["generatorCpuMillisecondsPerOrder"] as? Double ?? 0) > 0)
+        }
+        let memory = report["peakMemoryMB"] as? [String: Double] ?? [:]
+        #expect(memory.count == 5 && memory.values.allSatisfy { $0 > 1 }, "\(memory)")
+        #expect(report["auditClean"] as? Bool == true)
+        let left = try run("/usr/bin/pgrep", ["-f", "emporium-bench-shop-"])
+        #expect(left.output.isEmpty, "bench shop left processes running: \(left.output)")
+    }
+}
