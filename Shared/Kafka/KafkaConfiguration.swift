@@ -47,7 +47,8 @@ public struct KafkaConfiguration: Sendable, Equatable {
     /// about twice the session timeout; it enforces no minimum. It holds a group's first join for 3 s, though,
     /// and expires a member that waits out its whole session there: 3.5 s is the shortest safe session (2 s
     /// failed every first join). Measured with a service killed every 2 s under load: the slowest order took
-    /// 24.8 s with Kafka's 6 s and 14 to 19 s with 3.5 s. Brokers that come back are reconnected to within a second.
+    /// 24.8 s with Kafka's 6 s (one run) and 14 to 23 s with 3.5 s (five runs). Brokers that come back are
+    /// reconnected to within a second.
     /// A real cluster keeps Kafka's defaults.
     public static let embeddedClusterTuning: [String: String] = [
         "consumer.fetch.wait.max.ms": "5",

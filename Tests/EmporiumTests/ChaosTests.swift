@@ -19,8 +19,8 @@ import Testing
     /// A random service (seeded) killed with `kill -9` every 2 s for 10 s and restarted at once, under a steady
     /// load: nothing lost, nothing applied twice, no request lost. On the embedded cluster a kill costs about twice
     /// the 3.5 s session timeout (the dead member noticed, then a rebalance), and two kills of one service 2 s
-    /// apart chain: the slowest order took 14 to 19 s over four runs (25 s with Kafka's 6 s session timeout). The
-    /// 30 s ceiling catches a regression; the figures are printed.
+    /// apart chain: the slowest order took 14 to 23 s over five runs (25 s in one run with Kafka's 6 s session
+    /// timeout). The 45 s ceiling catches a regression; the figures are printed.
     @Test func aServiceKilledEveryTwoSecondsLosesNothingAndEveryOrderEnds() async throws {
         let shop = try await Shop()
         let generator = try ChildProcess(
@@ -49,14 +49,14 @@ import Testing
         print("kill -9 every 2 s (\(killed.joined(separator: ", "))): placed \(figures["placed"] ?? "?"), retries \(figures["retries"] ?? "?"), "
             + "placed→terminal p50 \(Int(p50)) ms, p99 \(Int(p99)) ms, max \(Int(max)) ms")
         #expect(figures["placed"] as? Int == 900 && figures["httpErrors"] as? Int == 0 && figures["pending"] as? Int == 0, "\(figures)")
-        #expect(max <= 30_000, "the slowest order took \(Int(max)) ms")
+        #expect(max <= 45_000, "the slowest order took \(Int(max)) ms")
         try expectCleanAudit(shop, agreeingWith: figures)
         shop.stop()
     }
 
     /// One broker off the network for 10 s under load, then back: nothing lost, nothing duplicated. The mock
     /// elects no new leader, and members whose coordinator is that broker time out of their group, so the
-    /// slowest order took 18 to 25 s from its placement over five runs, 10 s of it the outage. The 40 s ceiling
+    /// slowest order took 18 to 25 s from its placement over five runs, 10 s of it the outage. The 45 s ceiling
     /// catches a regression; the figures are printed.
     @Test func aBrokerDownForTenSecondsLosesNothingAndTheShopCatchesUp() async throws {
         let shop = try await Shop()
@@ -82,7 +82,7 @@ import Testing
         print("broker 2 down for 10 s: placed \(figures["placed"] ?? "?"), retries \(figures["retries"] ?? "?"), "
             + "placed→terminal p50 \(Int(p50)) ms, p99 \(Int(p99)) ms, max \(Int(max)) ms")
         #expect(figures["placed"] as? Int == 900 && figures["httpErrors"] as? Int == 0 && figures["pending"] as? Int == 0, "\(figures)")
-        #expect(max <= 40_000, "the slowest order took \(Int(max)) ms")
+        #expect(max <= 45_000, "the slowest order took \(Int(max)) ms")
         try expectCleanAudit(shop, agreeingWith: figures)
         shop.stop()
     }
