@@ -24,14 +24,8 @@ import Testing
         }
         try await fixture.produce((0..<120).map { try RuntimeFixture.orderPlaced($0) })
 
-        let relay = OutboxRelay(database: database, databasePath: fixture.databasePath, configuration: fixture.configuration,
-                                logger: fixture.logger)
-        let loop = ConsumerLoop(processor: fixture.processor(), database: database, configuration: fixture.configuration,
-                                topics: [.orders], relay: relay, logger: fixture.logger)
-        let group = ServiceGroup(services: [relay, loop], gracefulShutdownSignals: [], logger: fixture.logger)
-        let running = Task { try await group.run() }
-
-        try await waitUntil(.seconds(60), "the database refuses three batches") { loop.status.failedBatches >= 3 }
+        let running = RunningLoop(fixture: fixture, database: database)
+        try await waitUntil(.seconds(60), "the database refuses three batches") { running.loop.status.failedBatches >= 3 }
         #expect(try await fixture.effectCounts(in: database).isEmpty, "a refused batch left an effect behind")
         try await database.write { db in try db.execute(sql: "UPDATE refusal SET active = 0") }
 
@@ -43,8 +37,7 @@ import Testing
         try await waitUntil(.seconds(60), "the stored positions reach the 240 messages of the topic") {
             try await database.read { db in try Int.fetchOne(db, sql: "SELECT sum(nextOffset) FROM consumerOffset") } == 240
         }
-        await group.triggerGracefulShutdown()
-        try await within(.seconds(30), "the loop stops") { try await running.value }
+        try await running.stop()
 
         let counts = try await fixture.effectCounts(in: database)
         #expect(counts.values.allSatisfy { $0 == 1 }, "an order was applied more than once: \(counts.filter { $0.value > 1 })")
@@ -52,7 +45,7 @@ import Testing
         #expect(confirmations.filter { $0.header(Wire.Header.eventType) == EventType.orderConfirmed.rawValue }.count == 120)
         let deadLetters = try await KafkaAdmin(configuration: fixture.configuration).offsets(of: [Topic.orders.deadLetterName])
         #expect(deadLetters.map(\.high).reduce(0, +) == 0, "a refused batch is not poison")
-        #expect(relay.deliveredCount == 120)
+        #expect(running.relay.deliveredCount == 120)
     }
 
     /// A database restored from a copy taken mid-run (or one whose last commits a power loss took) resumes where
@@ -98,15 +91,9 @@ import Testing
 
     /// Runs a consumer loop and its relay until `condition` holds, then stops them gracefully.
     private func runLoop(_ fixture: RuntimeFixture, _ database: DatabasePool, until condition: @escaping @Sendable () async throws -> Bool) async throws {
-        let relay = OutboxRelay(database: database, databasePath: fixture.databasePath, configuration: fixture.configuration,
-                                logger: fixture.logger)
-        let loop = ConsumerLoop(processor: fixture.processor(), database: database, configuration: fixture.configuration,
-                                topics: [.orders], relay: relay, logger: fixture.logger)
-        let group = ServiceGroup(services: [relay, loop], gracefulShutdownSignals: [], logger: fixture.logger)
-        let running = Task { try await group.run() }
+        let running = RunningLoop(fixture: fixture, database: database)
         try await waitUntil(.seconds(60), "the loop catches up", condition)
-        await group.triggerGracefulShutdown()
-        try await within(.seconds(30), "the loop stops") { try await running.value }
+        try await running.stop()
     }
 
     /// A handler that fails is retried after its backoff with SQLite's write lock released: another writer

@@ -128,3 +128,27 @@ struct RunningRelay {
         try await within(.seconds(30), "the relay stops") { try await task.value }
     }
 }
+
+/// A consumer loop and its relay in a service group of their own, as a service process runs them.
+struct RunningLoop {
+    let loop: ConsumerLoop<ConfirmingHandler>
+    let relay: OutboxRelay
+    let group: ServiceGroup
+    let task: Task<Void, Error>
+
+    init(fixture: RuntimeFixture, database: DatabasePool) {
+        relay = OutboxRelay(database: database, databasePath: fixture.databasePath, configuration: fixture.configuration,
+                            logger: fixture.logger)
+        loop = ConsumerLoop(processor: fixture.processor(), database: database, configuration: fixture.configuration,
+                            topics: [.orders], relay: relay, logger: fixture.logger)
+        let group = ServiceGroup(services: [relay, loop], gracefulShutdownSignals: [], logger: fixture.logger)
+        self.group = group
+        task = Task { try await group.run() }
+    }
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        let task = self.task
+        try await within(.seconds(30), "the loop stops") { try await task.value }
+    }
+}
