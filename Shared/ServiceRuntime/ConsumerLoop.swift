@@ -64,7 +64,7 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
             do {
                 let outcome = try await processor.process(batch.messages, in: database)
                 ConsumerMetrics.shared.record(outcome.tally, messages: batch.messages.count, transaction: .now - started)
-                status.batchDone()
+                status.batchDone(outcome)
                 if outcome.emitted + outcome.deadLettered > 0 { relay.wake() }
                 if outcome.applied > 0 { batchApplied?.signal() }
                 failures = 0
@@ -99,6 +99,7 @@ public final class ConsumerStatus: Sendable {
         var assigned: [TopicPartition] = []
         var lastBatchAt: String?
         var failedBatches = 0
+        var handled = HandledCounts()
     }
 
     private let state = Mutex(State())
@@ -120,13 +121,19 @@ public final class ConsumerStatus: Sendable {
     func attach(_ consumer: KafkaConsumer) { state.withLock { $0.consumer = consumer } }
 
     func detach() {
-        state.withLock { $0 = State(lastBatchAt: $0.lastBatchAt, failedBatches: $0.failedBatches) }
+        state.withLock { $0 = State(lastBatchAt: $0.lastBatchAt, failedBatches: $0.failedBatches, handled: $0.handled) }
         assignedGauge.record(0)
     }
 
-    func batchDone() {
+    func batchDone(_ outcome: BatchOutcome) {
         let now = Timestamp.now()
-        state.withLock { $0.lastBatchAt = now }
+        state.withLock { state in
+            state.lastBatchAt = now
+            state.handled.messages += outcome.applied + outcome.skipped + outcome.duplicates + outcome.alreadyApplied + outcome.deadLettered
+            state.handled.applied += outcome.applied
+            state.handled.duplicates += outcome.duplicates + outcome.alreadyApplied
+            state.handled.deadLettered += outcome.deadLettered
+        }
     }
 
     func batchFailed() {
@@ -162,9 +169,22 @@ public final class ConsumerStatus: Sendable {
     public var lastBatchAt: String? { state.withLock { $0.lastBatchAt } }
     /// Batches the database refused (and that were given back to be read again).
     public var failedBatches: Int { state.withLock { $0.failedBatches } }
+    /// What this member did with the events it was handed since it started.
+    public var handled: HandledCounts { state.withLock { $0.handled } }
 
     /// Per owned partition, the messages not yet handed over (see `KafkaConsumer.lag()`).
     public func lag() -> [TopicPartition: Int64] {
         state.withLock { $0.consumer }?.lag() ?? [:]
     }
+}
+
+/// What one member did with the messages it was handed since it started: all of them (including types its
+/// service ignores), the events it applied, the redeliveries it recognised and skipped, the poison it dead-lettered.
+public struct HandledCounts: Codable, Sendable, Equatable {
+    public var messages = 0
+    public var applied = 0
+    public var duplicates = 0
+    public var deadLettered = 0
+
+    public init() {}
 }

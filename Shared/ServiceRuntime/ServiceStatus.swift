@@ -23,6 +23,8 @@ public struct ServiceStatus: Codable, Sendable {
     public let outboxDepth: Int
     public let relayLeaseHolder: Bool
     public let relayed: Int
+    /// Messages this instance consumed since it started, and what became of them.
+    public let handled: HandledCounts
 
     public init(_ context: ServiceContext) async throws {
         let settings = context.settings
@@ -36,6 +38,7 @@ public struct ServiceStatus: Codable, Sendable {
         outboxDepth = try await context.database.read(Outbox.pendingCount)
         relayLeaseHolder = context.relay.holdsLease
         relayed = context.relay.deliveredCount
+        handled = context.consumer.handled
     }
 
     /// Sets the gauges that are read rather than recorded: outbox depth and per-partition lag.
