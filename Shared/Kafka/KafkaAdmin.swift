@@ -100,6 +100,22 @@ public final class KafkaAdmin: Sendable {
         }
     }
 
+    /// The broker leading each partition of the named topics, as the cluster's metadata says now.
+    public func leaders(of topics: [String]) async throws -> [TopicPartition: Int32] {
+        try await withMetadata(allTopics: true) { metadata in
+            var leaders: [TopicPartition: Int32] = [:]
+            for index in 0..<Int(metadata.pointee.topic_cnt) {
+                let topic = metadata.pointee.topics[index]
+                let name = String(cString: topic.topic)
+                guard topics.contains(name) else { continue }
+                for partition in 0..<Int(topic.partition_cnt) {
+                    leaders[TopicPartition(name, topic.partitions[partition].id)] = topic.partitions[partition].leader
+                }
+            }
+            return leaders
+        }
+    }
+
     /// The cluster's brokers, as its metadata lists them.
     public func brokers() async throws -> [Broker] {
         try await withMetadata(allTopics: false) { metadata in

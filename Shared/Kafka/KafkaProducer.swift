@@ -11,12 +11,16 @@ public final class KafkaProducer: Sendable {
     private let pollThread: PollThread
     private let room = QueueRoom()
     private let topics: TopicHandles
+    private let statistics = ProducerStatistics()
     private let logger: Logger
 
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "emporium.kafka.producer")) throws {
         self.logger = logger
-        let client = try RdKafkaClient(type: RD_KAFKA_PRODUCER, properties: configuration.producerProperties()) { conf in
+        let statistics = self.statistics
+        let client = try RdKafkaClient(type: RD_KAFKA_PRODUCER, properties: configuration.producerProperties(), callbackContext: statistics) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf, deliveryReportCallback)
+            rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(statistics).toOpaque())
+            rd_kafka_conf_set_stats_cb(conf, statisticsCallback)
         }
         self.client = client
         topics = TopicHandles(client: client)
@@ -111,6 +115,22 @@ public final class KafkaProducer: Sendable {
 
     /// Messages handed to librdkafka and not yet reported on.
     public var queuedCount: Int { Int(rd_kafka_outq_len(client.handle)) }
+
+    /// librdkafka's statistics JSON as it last emitted it; nil unless `statistics.interval.ms` is set.
+    public var latestStatistics: String? { statistics.latest.withLock { $0 } }
+}
+
+/// Where librdkafka's statistics callback leaves its JSON for `latestStatistics`.
+final class ProducerStatistics: Sendable {
+    let latest = Mutex<String?>(nil)
+}
+
+/// Runs on the poll thread (statistics are served by `rd_kafka_poll`). Returning 0 lets librdkafka free the JSON.
+private let statisticsCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32 = { _, json, _, opaque in
+    guard let json, let opaque else { return 0 }
+    let text = String(cString: json)
+    Unmanaged<ProducerStatistics>.fromOpaque(opaque).takeUnretainedValue().latest.withLock { $0 = text }
+    return 0
 }
 
 private func withKeyBytes<T>(_ key: [UInt8]?, _ body: (UnsafeRawBufferPointer) -> T) -> T {
