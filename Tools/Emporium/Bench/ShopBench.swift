@@ -59,8 +59,7 @@ struct ShopBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let directory = binDir ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
-        let shop = try BenchShop(binDirectory: directory)
+        let shop = try BenchShop(binDirectory: binDir)
         let report: ShopBenchReport
         do {
             try await shop.start()
@@ -70,17 +69,17 @@ struct ShopBench: AsyncParsableCommand {
                 if !json { FileHandle.standardError.write(Data("phase \(phase.name): \(orders) orders\n".utf8)) }
                 phases.append(try await shop.measure(phase, orders: orders, customers: customers, products: products, seed: seed + UInt64(index)))
             }
-            report = ShopBenchReport(phases: phases, peakMemoryMB: shop.peakMemory(), auditClean: try shop.audit())
+            report = ShopBenchReport(phases: phases, peakMemoryMB: shop.peakMemory(), auditClean: try await shop.audit())
         } catch {
-            shop.stop()
+            await shop.stop()
             throw error
         }
-        shop.stop()
+        await shop.stop()
         print(json ? report.jsonLine : report.table)
         guard report.auditClean else {
             throw CommandFailure("the audit found violations; its output and every process's log are in \(shop.varDirectory.path)")
         }
-        try? FileManager.default.removeItem(at: shop.varDirectory)
+        shop.shop.removeDirectory()
     }
 }
 
@@ -141,56 +140,41 @@ struct ShopBenchReport: Encodable {
     }
 }
 
-/// The processes of one benchmark run, each started by this command and stopped by PID.
+/// The shop of one benchmark run, with the CPU and memory each of its processes used.
 final class BenchShop: @unchecked Sendable {
     // @unchecked: used by the one command that owns it, from one task at a time.
-    static let services = ["order-service", "payment-service", "inventory-service", "notification-service"]
-    static let processNames = ["cluster"] + services
+    static let processNames = ["cluster"] + ShopLayout.services
 
-    let binDirectory: String
-    let varDirectory: URL
-    private var processes: [String: Process] = [:]
-    private var ports: [String: Int] = [:]
-    private let http = HTTPClient(eventLoopGroupProvider: .singleton)
+    let shop: LocalShop
+    var varDirectory: URL { shop.varDirectory }
 
-    init(binDirectory: String) throws {
-        self.binDirectory = binDirectory
-        varDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-bench-shop-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: varDirectory, withIntermediateDirectories: true)
+    init(binDirectory: String?) throws {
+        shop = try LocalShop(binDirectory: binDirectory, label: "bench-shop")
     }
 
-    func start() async throws {
-        processes["cluster"] = try launch("emporium", ["cluster", "--var-dir", varDirectory.path], log: "cluster")
-        let bootstrap = varDirectory.appendingPathComponent("kafka/bootstrap").path
-        try await waitFor("the embedded cluster", seconds: 30) { FileManager.default.fileExists(atPath: bootstrap) }
-        for service in Self.services {
-            let port = try freePort()
-            ports[service] = port
-            processes[service] = try launch(service, ["--var-dir", varDirectory.path, "--port", String(port)], log: service)
-        }
-        for service in Self.services {
-            try await waitFor("\(service) healthy", seconds: 60) { [self] in
-                (try? await http.execute(HTTPClientRequest(url: url(of: service) + "/health"), timeout: .seconds(2)).status.code) == 200
-            }
-        }
-    }
+    func start() async throws { try await shop.start() }
 
-    func url(of service: String) -> String { "http://127.0.0.1:\(ports[service] ?? 0)" }
+    func stop() async { await shop.stopAll() }
+
+    func audit() async throws -> Bool { try await shop.audit().clean }
+
+    /// Each process of the shop by the name the report gives it.
+    private var processes: [String: Process] {
+        var processes = Dictionary(shop.instances.map { ($0.service, $0.process) }) { first, _ in first }
+        processes["cluster"] = shop.cluster
+        return processes
+    }
 
     func measure(_ phase: Phase, orders: Int, customers: Int, products: Int, seed: UInt64) async throws -> PhaseResult {
         let before = cpuTicks()
-        let generator = try launch(
-            "emporium",
-            ["generate", "--url", url(of: "order-service"), "--orders", String(orders), "--customers", String(customers),
-             "--products", String(products), "--seed", String(seed), "--json", "--var-dir", varDirectory.path] + phase.generatorArguments,
-            log: "generate-\(seed)")
-        try await waitFor("the generator", seconds: 3_600) { !generator.isRunning }
-        let log = (try? String(contentsOf: varDirectory.appendingPathComponent("generate-\(seed).log"), encoding: .utf8)) ?? ""
-        guard let line = log.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
-              let summary = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-            throw CommandFailure("the generator printed no summary:\n\(log.suffix(2_000))")
+        let summary: Summary
+        switch phase {
+        case .closed(let clients):
+            summary = try await shop.generate(orders: orders, seed: seed, concurrency: clients, customers: customers, products: products)
+        case .open(let rate):
+            summary = try await shop.generate(orders: orders, seed: seed, rate: Double(rate), customers: customers, products: products)
         }
-        try await waitUntilAtRest()
+        try await shop.waitUntilAtRest()
         let after = cpuTicks()
         let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
         let perOrder = Dictionary(uniqueKeysWithValues: Self.processNames.map { name in
@@ -198,39 +182,16 @@ final class BenchShop: @unchecked Sendable {
         })
         return PhaseResult(
             phase: phase.name,
-            placed: summary["placed"] as? Int ?? 0,
-            confirmed: summary["confirmed"] as? Int ?? 0,
-            cancelled: (summary["cancelledPaymentDeclined"] as? Int ?? 0) + (summary["cancelledOutOfStock"] as? Int ?? 0),
-            pending: summary["pending"] as? Int ?? 0,
-            failedRequests: summary["httpErrors"] as? Int ?? 0,
-            ordersPerSecond: summary["ordersPerSecond"] as? Double ?? 0,
-            latencyMilliseconds: summary["latencyMilliseconds"] as? [String: Double] ?? [:],
+            placed: summary.placed,
+            confirmed: summary.confirmed,
+            cancelled: summary.cancelledPaymentDeclined + summary.cancelledOutOfStock,
+            pending: summary.pending,
+            failedRequests: summary.httpErrors,
+            ordersPerSecond: summary.ordersPerSecond,
+            latencyMilliseconds: summary.latencyMilliseconds,
             cpuMillisecondsPerOrder: perOrder,
             cpuMillisecondsPerOrderTotal: perOrder.values.reduce(0, +),
-            generatorCpuMillisecondsPerOrder: (summary["cpuSeconds"] as? Double ?? 0) * 1000 / Double(orders))
-    }
-
-    /// Every outbox empty and no owned partition behind, twice in a row: the phase's orders have had all their
-    /// effects (captures, emails) and the CPU they cost is counted.
-    private func waitUntilAtRest() async throws {
-        var quiet = 0
-        try await waitFor("the shop at rest", seconds: 120) { [self] in
-            var atRest = true
-            for service in Self.services {
-                guard let response = try? await http.execute(HTTPClientRequest(url: url(of: service) + "/status"), timeout: .seconds(2)),
-                      let body = try? await response.body.collect(upTo: 1 << 20),
-                      let status = try? JSONDecoder().decode(ServiceStatus.self, from: Data(body.readableBytesView)) else { return false }
-                atRest = atRest && status.outboxDepth == 0 && status.partitions.allSatisfy { ($0.lag ?? 0) == 0 }
-            }
-            quiet = atRest ? quiet + 1 : 0
-            return quiet >= 2
-        }
-    }
-
-    func audit() throws -> Bool {
-        let audit = try launch("emporium", ["audit", "--var-dir", varDirectory.path], log: "audit")
-        audit.waitUntilExit()
-        return audit.terminationStatus == 0
+            generatorCpuMillisecondsPerOrder: summary.cpuSeconds * 1000 / Double(orders))
     }
 
     /// Peak resident memory (VmHWM) of each process, in MB.
@@ -254,53 +215,4 @@ final class BenchShop: @unchecked Sendable {
             return user + system
         }
     }
-
-    private func launch(_ executable: String, _ arguments: [String], log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binDirectory).appendingPathComponent(executable)
-        process.arguments = arguments
-        let path = varDirectory.appendingPathComponent("\(log).log").path
-        _ = FileManager.default.createFile(atPath: path, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
-    }
-
-    private func waitFor(_ what: String, seconds: Double, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while !(try await condition()) {
-            guard ContinuousClock.now < deadline else { throw CommandFailure("timed out after \(Int(seconds)) s waiting for \(what); logs in \(varDirectory.path)") }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-    }
-
-    /// Services first, so that they flush to a live cluster; each gets 15 s to stop on SIGTERM, then SIGKILL.
-    func stop() {
-        for name in Self.services + ["cluster"] {
-            guard let process = processes[name], process.isRunning else { continue }
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(15)
-            while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-        try? http.syncShutdown()
-    }
-}
-
-/// A port the kernel says is free on 127.0.0.1 right now.
-private func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw CommandFailure("cannot open a socket") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw CommandFailure("no free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }

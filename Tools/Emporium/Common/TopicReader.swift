@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Logging
 
 /// Reads a topic up to the end it had when reading began, as one consumer group.
 struct TopicReader {
@@ -24,7 +25,10 @@ struct TopicReader {
             return start < partition.high ? (partition.partition, partition.high) : nil
         })
         guard !remaining.isEmpty else { return }
-        let consumer = try KafkaConsumer(configuration: configuration, group: group, topics: [topic])
+        // Joining and leaving a group of its own is routine here, not news.
+        var logger = Logger(label: "emporium.topic-reader")
+        logger.logLevel = .warning
+        let consumer = try KafkaConsumer(configuration: configuration, group: group, topics: [topic], logger: logger)
         // Closing the consumer ends the stream below, so a partition that never delivers cannot hold this forever.
         let watchdog = Task {
             try await Task.sleep(for: timeout)

@@ -354,7 +354,7 @@ final class Progress: Sendable {
 }
 
 /// The generator's closing table.
-struct Summary: Encodable {
+struct Summary: Codable {
     let placed: Int
     let confirmed: Int
     let cancelledPaymentDeclined: Int

@@ -66,7 +66,7 @@ struct StatusScreen {
         lines.append("")
         lines.append("BROKERS  " + snapshot.brokers.map { "\($0.id) \($0.host):\($0.port)" }.joined(separator: "   "))
         lines.append("")
-        lines.append(Self.table(["TOPIC", "PARTITIONS", "MESSAGES", "LOG-START..END PER PARTITION"], snapshot.topics.map { topic in
+        lines.append(textTable(["TOPIC", "PARTITIONS", "MESSAGES", "LOG-START..END PER PARTITION"], snapshot.topics.map { topic in
             [topic.name, "\(topic.partitions.count)", "\(topic.messages)", topic.partitions.map { "\($0.low)..\($0.high)" }.joined(separator: " ")]
         }))
         lines.append("DEAD LETTERS  " + snapshot.deadLetters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "   "))
@@ -77,22 +77,12 @@ struct StatusScreen {
                 rows.append([group.group, row.topic, "\(row.partition)", row.committed.map(String.init) ?? "-", "\(row.end)", "\(row.lag)", row.owner ?? "-"])
             }
         }
-        lines.append(Self.table(["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID"], rows))
-        lines.append(Self.table(["INSTANCE", "URL", "PARTITIONS", "LAST BATCH", "OUTBOX", "RELAY"], snapshot.instances.map { instance in
+        lines.append(textTable(["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID"], rows))
+        lines.append(textTable(["INSTANCE", "URL", "PARTITIONS", "LAST BATCH", "OUTBOX", "RELAY"], snapshot.instances.map { instance in
             guard let status = instance.status else { return [instance.instance, instance.url, "unreachable", "", "", ""] }
             return [status.instance, instance.url, "\(status.partitions.count)", status.lastBatchAt ?? "-", "\(status.outboxDepth)",
                     status.relayLeaseHolder ? "leader (\(status.relayed) sent)" : "standby"]
         }))
         return lines.joined(separator: "\n")
-    }
-
-    static func table(_ header: [String], _ rows: [[String]]) -> String {
-        let all = [header] + rows
-        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
-        return all.map { row in
-            row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n") + "\n"
     }
 }
