@@ -6,8 +6,8 @@ import Logging
 struct Emporium: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "emporium",
-        abstract: "Everything around Emporium's services: the embedded Kafka cluster, dead letters and benchmarks.",
-        subcommands: [ClusterCommand.self, GenerateCommand.self, AuditCommand.self, StatusCommand.self, ConsoleCommand.self, DeadLetterCommand.self, BenchCommand.self]
+        abstract: "Everything around Emporium's services: the embedded Kafka cluster, orders, the audit, status, dead letters, benchmarks and experiments.",
+        subcommands: [ClusterCommand.self, GenerateCommand.self, AuditCommand.self, StatusCommand.self, ConsoleCommand.self, DeadLetterCommand.self, BenchCommand.self, ExperimentCommand.self]
     )
 
     static func main() async {
