@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import DomainEvents
 import Foundation
 import Kafka
+import Logging
 import ServiceRuntime
 
 /// A broker lost under load: its partitions get new leaders, clients follow them, and nothing is lost.
@@ -15,10 +16,10 @@ struct BrokerFailover: Experiment {
         let shop = lab.shop
         let topics = Topic.allCases.map(\.name)
         let admin = try KafkaAdmin(configuration: try lab.kafka())
-        lab.step("placing orders at 40/s for 25 s")
+        lab.step("an observer group reads the shop's topics as messages land; placing orders at 40/s for 25 s")
+        let observer = try ArrivalObserver(configuration: try lab.kafka(), topics: topics)
         async let load = shop.generate(orders: 1_000, seed: lab.seed, rate: 40)
-        let progress = Task { try await Self.sampleEndedOrders(lab) }
-        try await Task.sleep(for: .seconds(5))
+        try await Task.sleep(for: .seconds(6))
         let before = try await admin.leaders(of: topics)
         let led = before.filter { $0.value == 1 }.keys.sorted()
         lab.step("taking broker 1 down; it leads \(led.count) of the shop's \(before.count) partitions")
@@ -33,30 +34,33 @@ struct BrokerFailover: Experiment {
         try await Task.sleep(for: .seconds(10))
         lab.step("bringing broker 1 back (it stays a follower)")
         try await post(control + "/brokers/1/up", lab)
-        let upAt = ContinuousClock.now
         let summary = try await load
         try await shop.waitUntilAtRest()
-        progress.cancel()
-        let samples = (try? await progress.value) ?? []
+        let arrivals = await observer.stop()
         let after = try await admin.leaders(of: topics)
         let audit = try await shop.audit()
-        let stall = Self.longestStall(samples, from: downAt, to: upAt)
-        // Before the fault, from the first order that ended: the wait for the groups' first join is no stall.
-        let normal = Self.longestStall(samples, from: samples.first { $0.ended > 0 }?.at ?? downAt, to: downAt)
+        // Per partition of broker 1, the longest wait between two messages reaching the observer, around the
+        // fault and in the seconds before it: the difference is the stall the fault caused.
+        let firstArrival = arrivals.values.flatMap { $0 }.min() ?? downAt
+        let normal = led.map { longestGap(arrivals[$0] ?? [], from: firstArrival, to: downAt) }.sorted()
+        let stalled = led.map { longestGap(arrivals[$0] ?? [], from: downAt, to: .now) }.sorted()
         lab.evidence(["BROKER", "LEADS BEFORE", "LEADS DURING AND AFTER"], (1...3).map { broker in
             [String(broker), String(before.values.filter { $0 == broker }.count), String(after.values.filter { $0 == broker }.count)]
         })
+        func spread(_ gaps: [Duration]) -> String {
+            gaps.isEmpty ? "-" : String(format: "%.1f s, %.1f s", gaps[gaps.count / 2].seconds, gaps.last!.seconds)
+        }
         lab.evidence(["", ""], [
-            ["longest time without an order ending, before the fault", String(format: "%.1f s", normal.seconds)],
-            ["longest time without an order ending, broker down", String(format: "%.1f s", stall.seconds)],
+            ["longest wait between messages on broker 1's partitions before the fault (median, slowest)", spread(normal)],
+            ["the same once it went down: the stall (median, slowest)", spread(stalled)],
             ["slowest order, placed → ended", String(format: "%.1f s", (summary.latencyMilliseconds["max"] ?? 0) / 1000)],
             ["orders placed / pending / failed requests", "\(summary.placed) / \(summary.pending) / \(summary.httpErrors)"],
             ["audit", audit.clean ? "clean" : "violations"],
         ])
         let moved = led.allSatisfy { after[$0] != 1 }
         return .check(moved && !led.isEmpty && summary.pending == 0 && summary.httpErrors == 0 && audit.clean,
-                      shown: String(format: "%d leaders moved off broker 1; orders stopped ending for at most %.1f s (%.1f s before the fault), the slowest took %.1f s, and all %d ended, audit clean",
-                                    led.count, stall.seconds, normal.seconds, (summary.latencyMilliseconds["max"] ?? 0) / 1000, summary.placed),
+                      shown: String(format: "%d leaders moved off broker 1; messages on them stalled for %.1f s at most (%.1f s before the fault), and all %d orders ended, audit clean",
+                                    led.count, stalled.last?.seconds ?? 0, normal.last?.seconds ?? 0, summary.placed),
                       otherwise: "leaders moved \(moved), \(summary.pending) orders pending, \(summary.httpErrors) failed requests, audit \(audit.clean ? "clean" : "not clean")")
     }
 
@@ -67,31 +71,42 @@ struct BrokerFailover: Experiment {
         guard response.status == .ok else { throw CommandFailure("POST \(url) answered \(response.status.code)") }
     }
 
-    /// Orders ended so far (confirmed or cancelled in order-service's database), every 200 ms until cancelled.
-    static func sampleEndedOrders(_ lab: Lab) async throws -> [(at: ContinuousClock.Instant, ended: Int)] {
-        var samples: [(at: ContinuousClock.Instant, ended: Int)] = []
-        while !Task.isCancelled {
-            if let counts = try? await lab.ordersByStatus() {
-                samples.append((.now, counts["confirmed", default: 0] + counts["cancelled", default: 0]))
-            }
-            try? await Task.sleep(for: .milliseconds(200))
+    /// The longest time between `start` and `end` with no arrival, counting from `start` to the first.
+    private func longestGap(_ times: [ContinuousClock.Instant], from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) -> Duration {
+        let inside = [start] + times.filter { $0 > start && $0 < end }
+        return zip(inside, inside.dropFirst()).map { $1 - $0 }.max() ?? .zero
+    }
+}
+
+/// A consumer group of its own that notes when each message reaches it, per partition: what a downstream
+/// consumer sees of a stall anywhere between a producer and the log.
+final class ArrivalObserver: Sendable {
+    private let consumer: KafkaConsumer
+    private let reading: Task<[TopicPartition: [ContinuousClock.Instant]], Never>
+
+    init(configuration: KafkaConfiguration, topics: [String]) throws {
+        var logger = Logger(label: "emporium.experiment.observer")
+        logger.logLevel = .warning
+        consumer = try KafkaConsumer(configuration: configuration, group: "emporium-experiment-observer-\(UUID().uuidString.prefix(8))",
+                                     topics: topics, logger: logger)
+        let consumer = self.consumer
+        reading = Task {
+            var arrivals: [TopicPartition: [ContinuousClock.Instant]] = [:]
+            do {
+                for try await batch in consumer.batches {
+                    let now = ContinuousClock.now
+                    for message in batch.messages { arrivals[message.topicPartition, default: []].append(now) }
+                    // Its commits fail while the group's coordinator is the broker that is down; it reads on regardless.
+                    try? await consumer.commit(batch)
+                }
+            } catch {}
+            return arrivals
         }
-        return samples
     }
 
-    /// The longest span between `start` and `end` in which the count of ended orders did not move.
-    static func longestStall(_ samples: [(at: ContinuousClock.Instant, ended: Int)], from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) -> Duration {
-        var longest = Duration.zero
-        var since: ContinuousClock.Instant?
-        for (earlier, later) in zip(samples, samples.dropFirst()) where later.at >= start && earlier.at <= end {
-            if later.ended == earlier.ended {
-                since = since ?? earlier.at
-                longest = max(longest, later.at - since!)
-            } else {
-                since = nil
-            }
-        }
-        return longest
+    func stop() async -> [TopicPartition: [ContinuousClock.Instant]] {
+        await consumer.close()
+        return await reading.value
     }
 }
 
