@@ -5,11 +5,12 @@ import Testing
     /// `emporium bench shop` on the tests' build, small: each phase's figures are there and add up, the audit
     /// it runs is clean, and it leaves nothing running.
     @Test func benchShopMeasuresEachPhaseAndStopsWhatItStarted() throws {
+        let scope = try ScopedTemporaryDirectory()
         let result = try run(
             Executables.url("emporium").path,
             ["bench", "shop", "--orders", "120", "--concurrency", "8", "--rates", "30", "--seed", "5", "--json",
              "--bin-dir", Executables.directory.path],
-            timeout: .seconds(400))
+            environment: scope.environment, timeout: .seconds(400))
         #expect(result.status == 0, "\(result.output.suffix(3_000))")
         let report = json(result.output.split(separator: "\n").last.map(String.init) ?? "")
         let phases = report["phases"] as? [[String: Any]] ?? []
@@ -31,7 +32,7 @@ import Testing
         let memory = report["peakMemoryMB"] as? [String: Double] ?? [:]
         #expect(memory.count == 5 && memory.values.allSatisfy { $0 > 1 }, "\(memory)")
         #expect(report["auditClean"] as? Bool == true)
-        let left = try run("/usr/bin/pgrep", ["-f", "emporium-bench-shop-"])
-        #expect(left.output.isEmpty, "bench shop left processes running: \(left.output)")
+        let left = try scope.processesLeft()
+        #expect(left.isEmpty, "bench shop left processes running: \(left)")
     }
 }

@@ -21,6 +21,7 @@ import Testing
         (["emporium", "bench", "shop"], ["--orders", "--concurrency", "--rates", "--customers", "--products", "--seed", "--bin-dir", "--json"]),
         (["emporium", "bench", "kafka"], ["--messages", "--rounds", "--keys", "--partitions", "--brokers", "--seed", "--json"]),
         (["emporium", "bench", "runtime"], ["--events", "--seed", "--json"]),
+        (["emporium", "experiment", "run"], ["--seed", "--bin-dir", "--keep"]),
     ]
 
     @Test(arguments: 0..<readmeFlags.count)

@@ -185,3 +185,27 @@ func temporaryDirectory(_ name: String) throws -> URL {
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
+
+/// A TMPDIR for a command that starts a shop of its own under `$TMPDIR` (`bench shop`, `experiment`): every
+/// process it starts names the directory on its command line, so a test can tell whether any was left running,
+/// and the next test run stops whatever an interrupted one left there.
+struct ScopedTemporaryDirectory {
+    static let parent = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-test-scoped")
+    private static let swept = Mutex(false)
+
+    let url: URL
+
+    init() throws {
+        if Self.swept.withLock({ done in defer { done = true }; return !done }) {
+            _ = try run("/usr/bin/pkill", ["-KILL", "-f", Self.parent.path + "/"], timeout: .seconds(30))
+            try? FileManager.default.removeItem(at: Self.parent)
+        }
+        url = Self.parent.appendingPathComponent(UUID().uuidString.prefix(8).lowercased())
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    var environment: [String: String] { childEnvironment(["TMPDIR": url.path]) }
+
+    /// PIDs of processes still running with this directory on their command line.
+    func processesLeft() throws -> String { try run("/usr/bin/pgrep", ["-f", url.path + "/"]).output }
+}

@@ -35,6 +35,7 @@ final class LocalShop: @unchecked Sendable {
 
     /// - Parameter binDirectory: where `emporium` and the services are; nil for this emporium's own directory.
     init(binDirectory: String?, label: String) throws {
+        ChildProcesses.stopOnSignal()
         self.binDirectory = binDirectory
             ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
         varDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-\(label)-\(UUID().uuidString.prefix(8))")
@@ -92,6 +93,7 @@ final class LocalShop: @unchecked Sendable {
     }
 
     private static func end(_ process: Process, signal: Int32) {
+        defer { ChildProcesses.forget(process.processIdentifier) }
         guard process.isRunning else { return }
         kill(process.processIdentifier, signal)
         let deadline = Date().addingTimeInterval(15)
@@ -211,6 +213,7 @@ final class LocalShop: @unchecked Sendable {
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
+        ChildProcesses.remember(process.processIdentifier)
         return process
     }
 
@@ -225,6 +228,49 @@ final class LocalShop: @unchecked Sendable {
 
     func removeDirectory() {
         try? FileManager.default.removeItem(at: varDirectory)
+    }
+}
+
+/// Every process a `LocalShop` started and has not yet stopped, so that a SIGINT or SIGTERM to this command
+/// stops them too rather than leaving a shop running with no one to stop it.
+enum ChildProcesses {
+    private static let running = Mutex<Set<pid_t>>([])
+    private static let handlers = Mutex<[any DispatchSourceSignal]>([])
+    private static let interrupted = Atomic(false)
+
+    /// Whether a signal arrived: what failed since then failed because its processes were being stopped.
+    static var isInterrupted: Bool { interrupted.load(ordering: .acquiring) }
+
+    /// For a command that saw something fail: if a signal caused it, waits for the handler to finish stopping
+    /// the shop and exit, rather than reporting the failure as if it were the shop's.
+    static func yieldIfInterrupted() async {
+        while isInterrupted { try? await Task.sleep(for: .seconds(1)) }
+    }
+
+    static func remember(_ pid: pid_t) { running.withLock { _ = $0.insert(pid) } }
+    static func forget(_ pid: pid_t) { running.withLock { _ = $0.remove(pid) } }
+
+    /// Installs the handlers once: SIGTERM to every child, up to 15 s for them to go, SIGKILL, then exit.
+    static func stopOnSignal() {
+        handlers.withLock { handlers in
+            guard handlers.isEmpty else { return }
+            for signalNumber in [SIGINT, SIGTERM] {
+                signal(signalNumber, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+                source.setEventHandler {
+                    interrupted.store(true, ordering: .releasing)
+                    let children = running.withLock { $0 }
+                    FileHandle.standardError.write(Data("stopping \(children.count) processes this command started\n".utf8))
+                    for pid in children { kill(pid, SIGTERM) }
+                    let deadline = Date().addingTimeInterval(15)
+                    while children.contains(where: { kill($0, 0) == 0 }) && Date() < deadline { usleep(50_000) }
+                    for pid in children where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+                    exit(128 + signalNumber)
+                }
+                source.resume()
+                handlers.append(source)
+            }
+        }
     }
 }
 

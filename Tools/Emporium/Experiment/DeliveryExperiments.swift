@@ -115,12 +115,12 @@ struct ExactlyOnceEffects: Experiment {
         lab.step("starting the cluster and the four services")
         try await lab.shop.start()
         let shop = lab.shop
-        lab.step("placing orders at 30/s for 30 s and killing a consumer with kill -9 every 2 s")
-        async let load = shop.generate(orders: 900, seed: lab.seed, rate: 30)
+        lab.step("placing orders at 30/s for 20 s and killing a consumer with kill -9 every 2 s")
+        async let load = shop.generate(orders: 600, seed: lab.seed, rate: 30)
         var behind: Int64 = 0
         var kills = 0
         let victims = ["payment-service", "inventory-service", "notification-service"]
-        for round in 0..<12 {
+        for round in 0..<8 {
             try await Task.sleep(for: .seconds(2))
             guard let victim = shop.instances.first(where: { $0.service == victims[round % victims.count] }) else { continue }
             shop.stop(victim, signal: SIGKILL)

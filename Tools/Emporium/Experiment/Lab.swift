@@ -52,6 +52,7 @@ final class Lab: @unchecked Sendable {
         do {
             verdict = try await experiment.run(lab)
         } catch {
+            await ChildProcesses.yieldIfInterrupted()
             verdict = .notShown("the experiment could not finish: \(error)")
         }
         lab.step("stopping everything it started")
