@@ -14,21 +14,21 @@ struct InventoryHandler: EventHandler {
     func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
         switch envelope.event {
         case .orderPlaced(let order):
-            guard try Reservation.filter(Column("orderId") == order.orderId).fetchCount(db) == 0,
-                  try Shortage.fetchOne(db, key: order.orderId) == nil,
-                  try !EndedOrder.exists(db, key: order.orderId) else { return [] }
-            let stock = try order.lines.map { line in (line, try Stock.fetchOne(db, key: line.productId)?.available ?? 0) }
+            guard try !Reservation.exists(db, where: "orderId", is: order.orderId),
+                  try !Shortage.exists(db, where: "orderId", is: order.orderId),
+                  try !EndedOrder.exists(db, where: "orderId", is: order.orderId) else { return [] }
+            let stock = try order.lines.map { line in (line, try Stock.fetchOne(db, where: "productId", is: line.productId)?.available ?? 0) }
             let short = stock.filter { line, available in available < line.quantity }
             guard short.isEmpty else {
-                try Shortage(orderId: order.orderId).insert(db)
+                try Shortage(orderId: order.orderId).insertCached(db)
                 return short.map { line, available in
                     .stockShortage(StockShortage(productId: line.productId, orderId: order.orderId, requested: line.quantity, available: available))
                 }
             }
             return try stock.flatMap { line, available in
                 let left = available - line.quantity
-                try Stock(productId: line.productId, available: left).update(db)
-                try Reservation(orderId: order.orderId, productId: line.productId, quantity: line.quantity, released: false).insert(db)
+                try Stock(productId: line.productId, available: left).updateCached(db, key: "productId")
+                try Reservation(orderId: order.orderId, productId: line.productId, quantity: line.quantity, released: false).insertCached(db)
                 let reserved = DomainEvent.stockReserved(StockReserved(
                     productId: line.productId, orderId: order.orderId, quantity: line.quantity, available: left, lineCount: order.lines.count))
                 guard let product = catalogue.product(line.productId), left <= product.reorderPoint else { return [reserved] }
@@ -39,8 +39,8 @@ struct InventoryHandler: EventHandler {
 
         case .orderCancelled(let cancellation):
             let held = try Reservation.filter(Column("orderId") == cancellation.orderId && Column("released") == false).fetchAll(db)
-            if try Reservation.filter(Column("orderId") == cancellation.orderId).fetchCount(db) == 0 {
-                try EndedOrder(orderId: cancellation.orderId).save(db)
+            if try !Reservation.exists(db, where: "orderId", is: cancellation.orderId) {
+                try EndedOrder(orderId: cancellation.orderId).upsertCached(db, key: "orderId")
             }
             return try held.map { reservation in
                 var released = reservation

@@ -27,8 +27,8 @@ struct NotificationHandler: EventHandler {
         default:
             return []
         }
-        guard try Email.fetchOne(db, key: email.orderId) == nil else { return [] }
-        try email.insert(db)
+        guard try !Email.exists(db, where: "orderId", is: email.orderId) else { return [] }
+        try email.insertCached(db)
         return [.notificationSent(NotificationSent(
             notificationId: email.notificationId, orderId: email.orderId, customerId: email.customerId,
             kind: email.kind, channel: "email", messageId: email.messageId))]

@@ -25,7 +25,7 @@ struct Order: Codable, FetchableRecord, PersistableRecord {
     mutating func confirm(in db: Database) throws -> [DomainEvent] {
         status = .confirmed
         updatedAt = Timestamp.now()
-        try update(db)
+        try updateCached(db, key: "orderId")
         return [.orderConfirmed(OrderConfirmed(orderId: orderId, customerId: customerId, totalCents: totalCents))]
     }
 
@@ -34,7 +34,7 @@ struct Order: Codable, FetchableRecord, PersistableRecord {
         self.reason = reason
         self.detail = detail
         updatedAt = Timestamp.now()
-        try update(db)
+        try updateCached(db, key: "orderId")
         return [.orderCancelled(OrderCancelled(orderId: orderId, customerId: customerId, reason: reason, detail: detail))]
     }
 }

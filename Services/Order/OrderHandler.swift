@@ -13,8 +13,8 @@ struct OrderHandler: EventHandler {
     ]
 
     func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
-        guard let orderId = envelope.correlationId, var order = try Order.fetchOne(db, key: orderId) else { return [] }
-        try TimelineEntry(envelope).insert(db)
+        guard let orderId = envelope.correlationId, var order = try Order.fetchOne(db, where: "orderId", is: orderId) else { return [] }
+        try TimelineEntry(envelope).insertCached(db)
         guard order.status == .pending else { return [] }
 
         switch envelope.event {
@@ -31,7 +31,7 @@ struct OrderHandler: EventHandler {
             return []
         }
         guard order.paymentAuthorized && order.reservedLines == order.lineCount else {
-            try order.update(db)
+            try order.updateCached(db, key: "orderId")
             return []
         }
         return try order.confirm(in: db)
@@ -39,6 +39,6 @@ struct OrderHandler: EventHandler {
 
     /// The order's own terminal event joins its timeline as it is written.
     func emitted(_ envelopes: [Envelope], in db: Database) throws {
-        for envelope in envelopes { try TimelineEntry(envelope).insert(db) }
+        for envelope in envelopes { try TimelineEntry(envelope).insertCached(db) }
     }
 }

@@ -14,18 +14,20 @@ struct PaymentHandler: EventHandler {
     func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
         switch envelope.event {
         case .orderPlaced(let order):
-            guard try Payment.fetchOne(db, key: order.orderId) == nil, try !EndedOrder.exists(db, key: order.orderId) else { return [] }
-            var account = try CustomerCredit.fetchOne(db, key: order.customerId)
+            guard try !Payment.exists(db, where: "orderId", is: order.orderId), try !EndedOrder.exists(db, where: "orderId", is: order.orderId) else {
+                return []
+            }
+            var account = try CustomerCredit.fetchOne(db, where: "customerId", is: order.customerId)
                 ?? CustomerCredit(customerId: order.customerId, limitCents: credit.limitCents(for: order.customerId), heldCents: 0)
             guard account.heldCents + order.totalCents <= account.limitCents else {
-                try Payment(order, status: .declined).insert(db)
-                try account.save(db)
+                try Payment(order, status: .declined).insertCached(db)
+                try account.upsertCached(db, key: "customerId")
                 return [.paymentDeclined(PaymentDeclined(orderId: order.orderId, customerId: order.customerId, reason: "insufficient-credit"))]
             }
             account.heldCents += order.totalCents
-            try account.save(db)
+            try account.upsertCached(db, key: "customerId")
             let payment = Payment(order, status: .authorized)
-            try payment.insert(db)
+            try payment.insertCached(db)
             return [.paymentAuthorized(PaymentAuthorized(
                 orderId: order.orderId, customerId: order.customerId, paymentId: payment.paymentId,
                 amountCents: payment.amountCents, currency: payment.currency))]
@@ -38,7 +40,7 @@ struct PaymentHandler: EventHandler {
 
         case .orderCancelled(let cancellation):
             guard let payment = try Payment.endHold(of: cancellation.orderId, as: .refunded, in: db) else {
-                try EndedOrder(orderId: cancellation.orderId).save(db)
+                try EndedOrder(orderId: cancellation.orderId).upsertCached(db, key: "orderId")
                 return []
             }
             return [.paymentRefunded(PaymentRefunded(

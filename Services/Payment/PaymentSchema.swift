@@ -33,9 +33,9 @@ struct Payment: Codable, FetchableRecord, PersistableRecord {
 
     /// Captures or refunds an authorized payment and releases its hold; nil if there is no hold to end.
     static func endHold(of orderId: String, as status: Status, in db: Database) throws -> Payment? {
-        guard var payment = try fetchOne(db, key: orderId), payment.status == .authorized else { return nil }
+        guard var payment = try fetchOne(db, where: "orderId", is: orderId), payment.status == .authorized else { return nil }
         payment.status = status
-        try payment.update(db)
+        try payment.updateCached(db, key: "orderId")
         try db.execute(
             sql: "UPDATE customerCredit SET heldCents = heldCents - ? WHERE customerId = ?",
             arguments: [payment.amountCents, payment.customerId])
