@@ -92,7 +92,16 @@ struct Backpressure: Experiment {
         let samples = await sampler.value
         let peakLag = samples.map(\.1).max() ?? 0
         let peakOutbox = samples.map(\.2).max() ?? 0
-        let drained = samples.last.map { $0.1 == 0 && $0.2 == 0 } ?? false
+        // Read once more now that the shop is at rest: the sampler's last reading may predate it.
+        var lagAtRest: Int64 = 0
+        var outboxAtRest = 0
+        for instance in shop.instances {
+            guard let status = await shop.status(of: instance) else { throw CommandFailure("\(instance.name) did not answer /status") }
+            lagAtRest += status.partitions.reduce(0) { $0 + ($1.lag ?? 0) }
+            outboxAtRest += status.outboxDepth
+        }
+        let drained = lagAtRest == 0 && outboxAtRest == 0
+        lab.say("    at rest: lag \(lagAtRest), outbox rows \(outboxAtRest)")
         lab.evidence(["SECOND", "LAG (ALL GROUPS)", "OUTBOX ROWS"], stride(from: 0, to: samples.count, by: max(1, samples.count / 12)).map { index in
             [String(format: "%.0f", samples[index].0), String(samples[index].1), String(samples[index].2)]
         })
