@@ -32,6 +32,8 @@ final class LocalShop: @unchecked Sendable {
     /// Running instances, in the order they were started.
     var instances: [Instance] { running.withLock { $0 } }
     private var launched: [String: Int] = [:]
+    /// Ports given to instances so far: one is not handed out twice, even after its instance stopped.
+    private var handedOut: [Int] = []
 
     /// - Parameter binDirectory: where `emporium` and the services are; nil for this emporium's own directory.
     init(binDirectory: String?, label: String) throws {
@@ -69,7 +71,8 @@ final class LocalShop: @unchecked Sendable {
         launched[service, default: 0] += 1
         let number = launched[service]!
         let name = "\(service)-\(number)"
-        let port = try freeLocalPort()
+        let port = try freeLocalPort(avoiding: Set(handedOut))
+        handedOut.append(port)
         let process = try launch(service, ["--var-dir", varDirectory.path, "--port", String(port), "--instance-id", name], log: name)
         let instance = Instance(service: service, name: name, port: port, process: process)
         running.withLock { $0.append(instance) }
@@ -279,18 +282,30 @@ private struct HealthAnswer: Decodable {
     let pid: Int
 }
 
-/// A port the kernel says is free on 127.0.0.1 right now.
-func freeLocalPort() throws -> Int {
+/// A port free on 127.0.0.1 right now, below the kernel's ephemeral range: a port from that range, freed for a
+/// service to bind a moment later, can meanwhile go to one of the many outgoing connections to the brokers
+/// (it happened with 13 instances starting at once).
+func freeLocalPort(avoiding taken: Set<Int> = []) throws -> Int {
+    let ephemeral = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { Int($0.split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") } ?? 32768
+    let range = 20_000..<max(20_100, ephemeral)
+    var candidate = range.lowerBound + Int(getpid()) % range.count
+    for _ in 0..<range.count {
+        candidate = candidate + 1 < range.upperBound ? candidate + 1 : range.lowerBound
+        if !taken.contains(candidate), canBind(candidate) { return candidate }
+    }
+    throw CommandFailure("no free port between \(range.lowerBound) and \(range.upperBound)")
+}
+
+private func canBind(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw CommandFailure("cannot open a socket") }
+    guard fd >= 0 else { return false }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    guard bound else { throw CommandFailure("no free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
