@@ -124,7 +124,7 @@ struct ExactlyOnceEffects: Experiment {
         lab.step("starting the cluster and the four services")
         try await lab.shop.start()
         let shop = lab.shop
-        lab.step("placing orders at 30/s for 20 s and killing a consumer with kill -9 every 2 s")
+        lab.step("placing orders at 30/s for 20 s and killing a consumer with kill -9 every 2 s, each while its outbox has rows in flight")
         async let load = shop.generate(orders: 600, seed: lab.seed, rate: 30)
         var behind: Int64 = 0
         var kills = 0
@@ -132,6 +132,12 @@ struct ExactlyOnceEffects: Experiment {
         for round in 0..<8 {
             try await Task.sleep(for: .seconds(2))
             guard let victim = shop.instances.first(where: { $0.service == victims[round % victims.count] }) else { continue }
+            // Aim the kill at a moment with work in flight: rows in its outbox mean a batch was just applied and
+            // its events are being published, which is the window between the commits this experiment is about.
+            let aimed = ContinuousClock.now + .seconds(1)
+            while ContinuousClock.now < aimed, (await shop.status(of: victim)?.outboxDepth ?? 0) == 0 {
+                try await Task.sleep(for: .milliseconds(5))
+            }
             shop.stop(victim, signal: SIGKILL)
             kills += 1
             // What the dead member had applied (its database) beyond what it had committed to Kafka: Kafka hands
