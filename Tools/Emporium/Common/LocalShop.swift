@@ -80,6 +80,12 @@ final class LocalShop: @unchecked Sendable {
         return instance
     }
 
+    /// The first running instance of `service`, or a failure naming it.
+    func instance(of service: String) throws -> Instance {
+        guard let instance = instances.first(where: { $0.service == service }) else { throw CommandFailure("no \(service) instance is running") }
+        return instance
+    }
+
     /// Until `/health` answers from this very process (a stale one on the same port would name another PID).
     func waitUntilHealthy(_ instance: Instance) async throws {
         try await waitFor("\(instance.name) healthy", seconds: 60) { [self] in

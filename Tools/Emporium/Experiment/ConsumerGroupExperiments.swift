@@ -47,7 +47,7 @@ struct Failover: Experiment {
         let shop = lab.shop
         async let load = shop.generate(orders: 800, seed: lab.seed, rate: 40)
         try await Task.sleep(for: .seconds(5))
-        guard let victim = shop.instances.first(where: { $0.service == "payment-service" }) else { throw CommandFailure("no payment-service running") }
+        let victim = try shop.instance(of: "payment-service")
         let orphaned = before[victim.name] ?? []
         lab.step("kill -9 \(victim.name) (pid \(victim.pid)), which owns \(orphaned.partitionList)")
         let killedAt = ContinuousClock.now
@@ -153,7 +153,7 @@ struct Offsets: Experiment {
         lab.step("placing 100 orders")
         _ = try await lab.shop.generate(orders: 100, seed: lab.seed)
         try await lab.shop.waitUntilAtRest()
-        guard let member = lab.shop.instances.first(where: { $0.service == "notification-service" }) else { throw CommandFailure("no notification-service") }
+        let member = try lab.shop.instance(of: "notification-service")
         lab.step("stopping \(member.name) (SIGTERM: it commits and leaves the group)")
         lab.shop.stop(member)
         let committedBefore = try await lab.group(of: "notification-service").partitions.reduce(Int64(0)) { $0 + ($1.committed ?? 0) }

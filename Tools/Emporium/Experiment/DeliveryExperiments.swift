@@ -18,7 +18,7 @@ struct Durability: Experiment {
         lab.step("placing 20 orders so that every group has committed offsets")
         _ = try await lab.shop.generate(orders: 20, seed: lab.seed)
         try await lab.shop.waitUntilAtRest()
-        guard let payment = lab.shop.instances.first(where: { $0.service == "payment-service" }) else { throw CommandFailure("no payment-service") }
+        let payment = try lab.shop.instance(of: "payment-service")
         lab.step("stopping \(payment.name)")
         lab.shop.stop(payment)
         let lagBefore = try await lab.group(of: "payment-service").lag
@@ -243,7 +243,7 @@ struct DeadLetters: Experiment {
     }
 
     private func place(customer: String, lab: Lab) async throws -> String {
-        guard let order = lab.shop.instances.first(where: { $0.service == "order-service" }) else { throw CommandFailure("no order-service") }
+        let order = try lab.shop.instance(of: "order-service")
         var request = HTTPClientRequest(url: order.url + "/orders")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -255,7 +255,7 @@ struct DeadLetters: Experiment {
     }
 
     private func orderStatus(_ orderId: String, lab: Lab) async throws -> String {
-        guard let order = lab.shop.instances.first(where: { $0.service == "order-service" }) else { throw CommandFailure("no order-service") }
+        let order = try lab.shop.instance(of: "order-service")
         struct Order: Decodable { let status: String }
         let answer: Order = try await lab.shop.get(order.url + "/orders/\(orderId)")
         return answer.status

@@ -114,7 +114,7 @@ struct Retention: Experiment {
         lab.step("placing 100 orders")
         _ = try await lab.shop.generate(orders: 100, seed: lab.seed)
         try await lab.shop.waitUntilAtRest()
-        guard let member = lab.shop.instances.first(where: { $0.service == "notification-service" }) else { throw CommandFailure("no notification-service") }
+        let member = try lab.shop.instance(of: "notification-service")
         lab.step("stopping \(member.name); placing 100 more orders it will not read in time")
         lab.shop.stop(member)
         _ = try await lab.shop.generate(orders: 100, seed: lab.seed + 1)
