@@ -39,7 +39,6 @@ let package = Package(
         ),
         .target(
             name: "DomainEvents",
-            dependencies: ["Kafka"],
             path: "Shared/DomainEvents"
         ),
         .target(
@@ -140,11 +139,6 @@ let package = Package(
             name: "KafkaTests",
             dependencies: ["Kafka", "TestSupport"],
             path: "Tests/KafkaTests"
-        ),
-        .testTarget(
-            name: "DomainEventsTests",
-            dependencies: ["DomainEvents", "Kafka"],
-            path: "Tests/DomainEventsTests"
         ),
         .testTarget(
             name: "ServiceRuntimeTests",

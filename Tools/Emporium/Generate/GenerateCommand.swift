@@ -4,6 +4,7 @@ import DomainEvents
 import Foundation
 import Kafka
 import NIOCore
+import ServiceRuntime
 import Synchronization
 
 struct GenerateCommand: AsyncParsableCommand {

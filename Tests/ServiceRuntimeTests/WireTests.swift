@@ -1,6 +1,7 @@
 import DomainEvents
 import Foundation
 import Kafka
+import ServiceRuntime
 import Testing
 
 @Suite struct WireTests {

@@ -1,3 +1,4 @@
+import DomainEvents
 import Foundation
 import Kafka
 
