@@ -18,6 +18,8 @@ public enum KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
     case unknownBatch(UInt64)
     /// librdkafka raised a fatal error: the client is unusable and must be recreated.
     case fatal(String)
+    /// A topic was not read to the end it had when reading began within the time allowed.
+    case readTimedOut(topic: String, timeout: Duration, partitionsShort: Int)
 
     static func from(_ code: rd_kafka_resp_err_t, operation: String) -> KafkaError {
         .broker(
@@ -46,6 +48,8 @@ public enum KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
             "batch \(id) is not the batch in hand; commit each batch once, in order"
         case .fatal(let message):
             "fatal Kafka error: \(message)"
+        case .readTimedOut(let topic, let timeout, let short):
+            "\(topic) was not read to its end within \(timeout): \(short) partitions short"
         }
     }
 

@@ -1,14 +1,18 @@
 import Foundation
-import Kafka
 import Logging
 
-/// Reads a topic up to the end it had when reading began, as one consumer group.
-struct TopicReader {
-    let configuration: KafkaConfiguration
+/// Reads a topic up to the end it had when reading began, as one consumer group: the audit, the dead-letter
+/// commands, the experiments and a service rebuilding its database from the log all read this way.
+public struct TopicReader: Sendable {
+    public let configuration: KafkaConfiguration
+
+    public init(configuration: KafkaConfiguration) {
+        self.configuration = configuration
+    }
 
     /// Every message from the group's committed offsets (or the beginning) up to the current end. The group's
     /// offsets move past what was read, so the next read by the same group starts after it.
-    func readToEnd(_ topic: String, group: String, timeout: Duration = .seconds(60)) async throws -> [ConsumedMessage] {
+    public func readToEnd(_ topic: String, group: String, timeout: Duration = .seconds(60)) async throws -> [ConsumedMessage] {
         var messages: [ConsumedMessage] = []
         try await forEachBatchToEnd(topic, group: group, timeout: timeout) { messages += $0 }
         return messages
@@ -16,7 +20,7 @@ struct TopicReader {
 
     /// Hands each batch up to the current end to `body`, and commits the group's offsets past a batch only once
     /// `body` returned: what `body` throws on is read again by the group's next run.
-    func forEachBatchToEnd(
+    public func forEachBatchToEnd(
         _ topic: String, group: String, timeout: Duration = .seconds(60), _ body: ([ConsumedMessage]) async throws -> Void
     ) async throws {
         let offsets = try await KafkaAdmin(configuration: configuration).offsets(of: [topic], group: group)
@@ -54,13 +58,7 @@ struct TopicReader {
         }
         await consumer.close()
         guard remaining.isEmpty else {
-            throw CommandFailure("\(topic) was not read to its end within \(timeout): \(remaining.count) partitions short")
+            throw KafkaError.readTimedOut(topic: topic, timeout: timeout, partitionsShort: remaining.count)
         }
     }
-}
-
-/// A failure the command reports in one sentence.
-struct CommandFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,5 @@
+/// A failure the command reports in one sentence.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
