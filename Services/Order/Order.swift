@@ -22,6 +22,29 @@ struct Order: Codable, FetchableRecord, PersistableRecord {
     var createdAt: String
     var updatedAt: String
 
+    /// A new order as its `OrderPlaced` describes it, created when that event was.
+    init(_ placed: OrderPlaced, placedAt: String, idempotencyKey: String?) {
+        orderId = placed.orderId
+        customerId = placed.customerId
+        status = .pending
+        totalCents = placed.totalCents
+        currency = placed.currency
+        lineCount = placed.lines.count
+        paymentAuthorized = false
+        reservedLines = 0
+        self.idempotencyKey = idempotencyKey
+        createdAt = placedAt
+        updatedAt = placedAt
+    }
+
+    /// Writes the order with its lines.
+    func insert(with lines: [OrderLine], in db: Database) throws {
+        try insert(db)
+        for line in lines {
+            try OrderLineRow(orderId: orderId, productId: line.productId, quantity: line.quantity, unitPriceCents: line.unitPriceCents).insert(db)
+        }
+    }
+
     mutating func confirm(in db: Database) throws -> [DomainEvent] {
         status = .confirmed
         updatedAt = Timestamp.now()

@@ -108,18 +108,13 @@ struct OrderAPI {
         let lines = body.lines.map { line in
             OrderLine(productId: line.productId, quantity: line.quantity, unitPriceCents: catalogue.product(line.productId)!.unitPriceCents)
         }
-        let now = Timestamp.now()
-        let order = Order(
-            orderId: "ord-" + UUID().uuidString.lowercased(), customerId: body.customerId, status: .pending,
-            totalCents: lines.reduce(0) { $0 + $1.quantity * $1.unitPriceCents }, currency: Catalogue.currency,
-            lineCount: lines.count, paymentAuthorized: false, reservedLines: 0, idempotencyKey: idempotencyKey,
-            createdAt: now, updatedAt: now)
-        try order.insert(db)
-        for line in lines {
-            try OrderLineRow(orderId: order.orderId, productId: line.productId, quantity: line.quantity, unitPriceCents: line.unitPriceCents).insert(db)
-        }
-        let placed = OrderPlaced(orderId: order.orderId, customerId: order.customerId, lines: lines, totalCents: order.totalCents, currency: order.currency)
+        let placed = OrderPlaced(
+            orderId: "ord-" + UUID().uuidString.lowercased(), customerId: body.customerId, lines: lines,
+            totalCents: lines.reduce(0) { $0 + $1.quantity * $1.unitPriceCents }, currency: Catalogue.currency)
         let envelopes = try Outbox.append([.orderPlaced(placed)], cause: cause, source: source, in: db)
+        // Created when its OrderPlaced was, so that a database rebuilt from the log says the same.
+        let order = Order(placed, placedAt: envelopes[0].occurredAt, idempotencyKey: idempotencyKey)
+        try order.insert(with: lines, in: db)
         let entry = TimelineEntry(envelopes[0])
         try entry.insert(db)
         return (OrderView(order, lines: lines, timeline: [entry]), placed)

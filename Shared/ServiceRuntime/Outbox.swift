@@ -111,6 +111,14 @@ public enum Outbox {
             """), arguments: [topic, key])!
     }
 
+    /// The next event for (topic, key) gets `last + 1`: for a database rebuilt from the log.
+    static func continueSequence(topic: String, key: String, after last: Int64, in db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO keySequence (topic, key, last) VALUES (?, ?, ?)
+            ON CONFLICT (topic, key) DO UPDATE SET last = max(last, excluded.last)
+            """, arguments: [topic, key, last])
+    }
+
     public static func pendingCount(in db: Database) throws -> Int {
         try OutboxRow.fetchCount(db)
     }

@@ -197,8 +197,13 @@ final class LocalShop: @unchecked Sendable {
 
     /// Runs `emporium <arguments>` on this shop to its end: its exit status and output.
     func emporium(_ arguments: [String], log: String) async throws -> (status: Int32, output: String) {
-        let process = try launch("emporium", arguments + ["--var-dir", varDirectory.path], log: log)
-        try await waitFor("emporium \(arguments.first ?? "")", seconds: 300) { !process.isRunning }
+        try await runToEnd("emporium", arguments, log: log)
+    }
+
+    /// Runs one of this build's executables on this shop (`--var-dir` added) to its end: its exit status and output.
+    func runToEnd(_ executable: String, _ arguments: [String], log: String) async throws -> (status: Int32, output: String) {
+        let process = try launch(executable, arguments + ["--var-dir", varDirectory.path], log: log)
+        try await waitFor("\(executable) \(arguments.first ?? "")", seconds: 300) { !process.isRunning }
         return (process.terminationStatus, (try? String(contentsOfFile: logPath(log), encoding: .utf8)) ?? "")
     }
 

@@ -1,0 +1,89 @@
+import DomainEvents
+import Foundation
+import GRDB
+import Kafka
+import Logging
+
+/// Rebuilds a service's lost database from the log. The topic the service writes is the record of every decision
+/// it made, so its events are read back from the beginning and the service says what each means for its tables;
+/// the per-key sequence counters continue from the last sequence it wrote, or its next event for a key would go
+/// backwards; and the positions of the topics it consumes are rewound to their oldest offset, so that when it
+/// starts, its consumer re-reads them through its handler (the database, not Kafka, says where it resumes).
+///
+/// What only the lost database held cannot come back: an outbox row not yet relayed, and whatever the service keeps
+/// that is not on the wire (order-service's Idempotency-Keys).
+public struct LogRebuild: Sendable {
+    public let settings: RuntimeSettings
+
+    public init(settings: RuntimeSettings) {
+        self.settings = settings
+    }
+
+    public struct Summary: Sendable {
+        /// The service's own events read back and applied.
+        public var ownEvents = 0
+        /// Messages on its topic that are not its events (a dead letter re-driven by hand, a stray write).
+        public var otherMessages = 0
+        /// Keys whose sequence counter was restored.
+        public var keys = 0
+        /// Consumed partitions whose position was rewound.
+        public var partitionsRewound = 0
+        /// Consumed partitions whose log no longer starts at 0: what they lost is not re-read.
+        public var partitionsMissingHistory: [TopicPartition] = []
+    }
+
+    public enum Refusal: Error, CustomStringConvertible {
+        case notEmpty(String)
+        case historyLost([PartitionOffsets])
+
+        public var description: String {
+            switch self {
+            case .notEmpty(let what):
+                "the database already holds \(what); rebuild writes only into an empty one (stop every instance and delete it first)"
+            case .historyLost(let partitions):
+                "the log no longer holds every event this service wrote: "
+                    + partitions.map { "\($0.partition) starts at offset \($0.low)" }.joined(separator: ", ")
+            }
+        }
+    }
+
+    /// Reads `topic` from offset 0 to the end it has now, hands each of this service's own events to `apply` in
+    /// the transaction that stores it, then rewinds the positions of `consumed`.
+    public func run(
+        writes topic: Topic, consumes consumed: [Topic], into database: DatabasePool,
+        apply: @escaping @Sendable (Envelope, Database) throws -> Void
+    ) async throws -> Summary {
+        let admin = try KafkaAdmin(configuration: settings.kafka)
+        let lost = try await admin.offsets(of: [topic.name]).filter { $0.low > 0 }
+        guard lost.isEmpty else { throw Refusal.historyLost(lost) }
+
+        var summary = Summary()
+        var lastSequence: [String: Int64] = [:]
+        // A group of its own that no one shares: it starts at the beginning, and its offsets mean nothing later.
+        let readerGroup = "\(settings.group).rebuild-\(UUID().uuidString.prefix(8).lowercased())"
+        let source = settings.service
+        try await TopicReader(configuration: settings.kafka).forEachBatchToEnd(topic.name, group: readerGroup, timeout: .seconds(300)) { batch in
+            let envelopes = batch.compactMap { message in (try? Wire.decode(message, checkingValues: false)).flatMap { $0.source == source ? $0 : nil } }
+            summary.ownEvents += envelopes.count
+            summary.otherMessages += batch.count - envelopes.count
+            try await database.write { db in
+                for envelope in envelopes { try apply(envelope, db) }
+            }
+            for envelope in envelopes { lastSequence[envelope.key] = max(lastSequence[envelope.key] ?? 0, envelope.sequence) }
+        }
+        let sequences = lastSequence
+        summary.keys = sequences.count
+
+        let positions = try await admin.offsets(of: consumed.map(\.name))
+        summary.partitionsRewound = positions.count
+        summary.partitionsMissingHistory = positions.filter { $0.low > 0 }.map(\.partition)
+        let group = settings.group
+        try await database.write { db in
+            for (key, last) in sequences {
+                try Outbox.continueSequence(topic: topic.name, key: key, after: last, in: db)
+            }
+            try Inbox.save(Dictionary(uniqueKeysWithValues: positions.map { ($0.partition, $0.low) }), group: group, in: db)
+        }
+        return summary
+    }
+}
