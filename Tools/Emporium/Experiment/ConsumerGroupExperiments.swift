@@ -9,13 +9,10 @@ struct LoadBalancing: Experiment {
     let claim = "a consumer group splits a topic's partitions among its members, and each member processes only its own partitions' messages"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster, three payment-service instances and one of each other service")
-        try await lab.shop.start(counts: ["payment-service": 3])
+        try await lab.startShop(["payment-service": 3])
         lab.step("waiting until the three payment-service members own every partition of orders once")
         let assignment = try await lab.settledAssignment(of: "payment-service")
-        lab.step("placing 300 orders")
-        let summary = try await lab.shop.generate(orders: 300, seed: lab.seed)
-        try await lab.shop.waitUntilAtRest()
+        let summary = try await lab.place(300)
         let offsets = try await KafkaAdmin(configuration: try lab.kafka()).offsets(of: [Topic.orders.name])
         let inPartition = Dictionary(uniqueKeysWithValues: offsets.map { ($0.partition, $0.high - $0.low) })
         let handled = await lab.handled(by: "payment-service")
@@ -40,8 +37,7 @@ struct Failover: Experiment {
     let claim = "when a member dies, the group gives its partitions to the survivors within seconds and no order is lost"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster, three payment-service instances and one of each other service")
-        try await lab.shop.start(counts: ["payment-service": 3])
+        try await lab.startShop(["payment-service": 3])
         let before = try await lab.settledAssignment(of: "payment-service")
         lab.step("placing orders at 40/s for 20 s")
         let shop = lab.shop
@@ -87,13 +83,10 @@ struct ScaleLimit: Experiment {
     let claim = "a group's parallelism is bounded by the partition count: of 13 members on 12 partitions, one owns nothing and processes nothing"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster, 13 notification-service instances and one of each other service")
-        try await lab.shop.start(counts: ["notification-service": 13])
+        try await lab.startShop(["notification-service": 13])
         lab.step("waiting until the 13 members own the 12 partitions of orders between them")
         let assignment = try await lab.settledAssignment(of: "notification-service", seconds: 90)
-        lab.step("placing 100 orders")
-        _ = try await lab.shop.generate(orders: 100, seed: lab.seed)
-        try await lab.shop.waitUntilAtRest()
+        try await lab.place(100)
         let handled = await lab.handled(by: "notification-service")
         let rows = assignment.keys.sorted { $0.localizedStandardCompare($1) == .orderedAscending }.map { instance in
             [instance, String(assignment[instance]!.count), assignment[instance]!.partitionList, String(handled[instance]?.messages ?? -1)]
@@ -113,12 +106,9 @@ struct FanOut: Experiment {
     let claim = "every consumer group on a topic receives every message; within one group, each message goes to one member"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster, two payment-service instances and one of each other service")
-        try await lab.shop.start(counts: ["payment-service": 2])
+        try await lab.startShop(["payment-service": 2])
         _ = try await lab.settledAssignment(of: "payment-service")
-        lab.step("placing 200 orders")
-        let summary = try await lab.shop.generate(orders: 200, seed: lab.seed)
-        try await lab.shop.waitUntilAtRest()
+        let summary = try await lab.place(200)
         let total = try await lab.messages(in: .orders)
         var rows: [[String]] = []
         var everyGroupGotAll = true
@@ -148,18 +138,13 @@ struct Offsets: Experiment {
     let claim = "a restarted consumer resumes at its group's committed offsets and processes only what came after"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster and the four services")
-        try await lab.shop.start()
-        lab.step("placing 100 orders")
-        _ = try await lab.shop.generate(orders: 100, seed: lab.seed)
-        try await lab.shop.waitUntilAtRest()
+        try await lab.startShop()
+        try await lab.place(100)
         let member = try lab.shop.instance(of: "notification-service")
         lab.step("stopping \(member.name) (SIGTERM: it commits and leaves the group)")
         lab.shop.stop(member)
         let committedBefore = try await lab.group(of: "notification-service").partitions.reduce(Int64(0)) { $0 + ($1.committed ?? 0) }
-        lab.step("placing 60 more orders while notification-service is stopped")
-        _ = try await lab.shop.generate(orders: 60, seed: lab.seed + 1)
-        try await lab.shop.waitUntilAtRest()
+        try await lab.place(60, seedOffset: 1, "while notification-service is stopped")
         let endAtRestart = try await lab.messages(in: .orders)
         lab.step("starting a new notification-service instance")
         try await lab.shop.startInstance(of: "notification-service")

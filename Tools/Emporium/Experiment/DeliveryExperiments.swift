@@ -13,11 +13,8 @@ struct Durability: Experiment {
     let claim = "while a consumer is down its messages wait in Kafka; back up, it processes every one and nothing is lost"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster and the four services")
-        try await lab.shop.start()
-        lab.step("placing 20 orders so that every group has committed offsets")
-        _ = try await lab.shop.generate(orders: 20, seed: lab.seed)
-        try await lab.shop.waitUntilAtRest()
+        try await lab.startShop()
+        try await lab.place(20, "so that every group has committed offsets")
         let payment = try lab.shop.instance(of: "payment-service")
         lab.step("stopping \(payment.name)")
         lab.shop.stop(payment)
@@ -60,8 +57,7 @@ struct Backpressure: Experiment {
     let claim = "offered twice the rate the shop sustains, Kafka buffers the excess as lag that drains afterwards, and no request is refused"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster and the four services")
-        try await lab.shop.start()
+        try await lab.startShop()
         lab.step("measuring the sustained rate: 300 orders, closed loop")
         let sustained = try await lab.shop.generate(orders: 300, seed: lab.seed, concurrency: 16).ordersPerSecond
         try await lab.shop.waitUntilAtRest()
@@ -121,8 +117,7 @@ struct ExactlyOnceEffects: Experiment {
     let claim = "kill -9 between a service's database commit and its offset commit: Kafka redelivers, yet no order is charged, reserved or emailed twice"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster and the four services")
-        try await lab.shop.start()
+        try await lab.startShop()
         let shop = lab.shop
         lab.step("placing orders at 30/s for 20 s and killing a consumer with kill -9 every 2 s, each while its outbox has rows in flight")
         async let load = shop.generate(orders: 600, seed: lab.seed, rate: 30)
@@ -194,8 +189,7 @@ struct DeadLetters: Experiment {
     let claim = "a poison message goes to the dead-letter topic with its reason while later orders complete; once its cause is fixed, a replay re-drives it"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster and the four services")
-        try await lab.shop.start()
+        try await lab.startShop()
         lab.step("producing a message that is not an event to orders")
         let producer = try KafkaProducer(configuration: try lab.kafka())
         _ = try await producer.send(OutgoingMessage(topic: Topic.orders.name, key: "customer-1", value: Array("this is not an event".utf8)))

@@ -92,6 +92,26 @@ final class Lab: @unchecked Sendable {
         say("")
     }
 
+    // MARK: Driving the shop
+
+    /// Starts the cluster and the four services, `counts` instances of some, and says so.
+    func startShop(_ counts: [String: Int] = [:]) async throws {
+        let spelled = [2: "two", 3: "three"]
+        let extra = counts.sorted { $0.key < $1.key }.map { "\(spelled[$0.value] ?? String($0.value)) \($0.key) instances" }
+        step(extra.isEmpty ? "starting the cluster and the four services"
+             : "starting the cluster, \(extra.joined(separator: ", ")) and one of each other service")
+        try await shop.start(counts: counts)
+    }
+
+    /// Places `orders` orders (the experiment's seed plus `seedOffset`) and waits until the shop is at rest.
+    @discardableResult
+    func place(_ orders: Int, seedOffset: UInt64 = 0, _ circumstance: String = "") async throws -> Summary {
+        step("placing \(orders) orders" + (circumstance.isEmpty ? "" : " " + circumstance))
+        let summary = try await shop.generate(orders: orders, seed: seed + seedOffset)
+        try await shop.waitUntilAtRest()
+        return summary
+    }
+
     // MARK: Reading the shop
 
     func kafka() throws -> KafkaConfiguration { try shop.kafkaConfiguration() }

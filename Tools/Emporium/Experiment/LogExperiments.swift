@@ -11,8 +11,7 @@ struct Ordering: Experiment {
     let claim = "a key's events share one partition and keep their order; events of keys on different partitions interleave"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster and the four services")
-        try await lab.shop.start()
+        try await lab.startShop()
         lab.step("placing 300 orders from 20 customers")
         _ = try await lab.shop.generate(orders: 300, seed: lab.seed, customers: 20)
         try await lab.shop.waitUntilAtRest()
@@ -62,11 +61,8 @@ struct Replay: Experiment {
     let claim = "a new consumer group reading orders from offset 0 rebuilds revenue per product as order-service's database has it; and order-service's database, deleted, is rebuilt from the log"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster and the four services")
-        try await lab.shop.start()
-        lab.step("placing 300 orders")
-        _ = try await lab.shop.generate(orders: 300, seed: lab.seed)
-        try await lab.shop.waitUntilAtRest()
+        try await lab.startShop()
+        try await lab.place(300)
         lab.step("a fresh consumer group reads orders from offset 0 and sums confirmed orders' lines per product")
         var lines: [String: [OrderLine]] = [:]
         var confirmed: Set<String> = []
@@ -124,9 +120,7 @@ struct Replay: Experiment {
             [label, String(before[keyPath: figure]), String(after[keyPath: figure]), before[keyPath: figure] == after[keyPath: figure] ? "=" : "≠"]
         })
         // The restored sequence counters are what keeps each customer's next event from going backwards.
-        lab.step("placing 50 more orders on the rebuilt database, then the audit (sequences, saga, effects)")
-        let more = try await lab.shop.generate(orders: 50, seed: lab.seed + 1)
-        try await lab.shop.waitUntilAtRest()
+        let more = try await lab.place(50, seedOffset: 1, "on the rebuilt database, then the audit (sequences, saga, effects)")
         let audit = try await lab.shop.audit()
         lab.say("    \(more.placed) placed, \(more.httpErrors) failed requests; audit \(audit.clean ? "clean" : "NOT clean")")
         guard audit.clean && more.httpErrors == 0 else {
@@ -180,11 +174,8 @@ struct Retention: Experiment {
     let claim = "a group left behind longer than retention loses the oldest messages, and the consumer reports the lost offsets loudly"
 
     func run(_ lab: Lab) async throws -> Verdict {
-        lab.step("starting the cluster and the four services")
-        try await lab.shop.start()
-        lab.step("placing 100 orders")
-        _ = try await lab.shop.generate(orders: 100, seed: lab.seed)
-        try await lab.shop.waitUntilAtRest()
+        try await lab.startShop()
+        try await lab.place(100)
         let member = try lab.shop.instance(of: "notification-service")
         lab.step("stopping \(member.name); placing 100 more orders it will not read in time")
         lab.shop.stop(member)
