@@ -65,6 +65,9 @@ public final class KafkaProducer: Sendable {
                 }
                 break
             }
+            // Serving reports here as well, without blocking, frees delivered messages on the thread that
+            // allocated them: freed on the poll thread, glibc hands every block back across arenas.
+            if index % 256 == 255 { rd_kafka_poll(client.handle, 0) }
         }
         return await pending.results()
     }
