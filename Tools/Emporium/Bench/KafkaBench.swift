@@ -19,7 +19,7 @@ struct KafkaBench: AsyncParsableCommand {
     var messages: Int = 200_000
 
     @Option(help: "Rounds; each client's median rate is reported, since one round on 2 cores is noisy.")
-    var rounds: Int = 3
+    var rounds: Int = 5
 
     @Option(help: "Distinct keys (customer IDs).")
     var keys: Int = 5_000
@@ -38,6 +38,11 @@ struct KafkaBench: AsyncParsableCommand {
 
     @Flag(help: "Print the figures as one JSON object.")
     var json = false
+
+    /// Both consumers may prefetch a whole run. At librdkafka's defaults (100k messages or 64 MB) a partition
+    /// whose prefetch is full stops fetching until a periodic check, and a run of 200k messages then measures
+    /// when that check fell (one run of the same client went from 180k to 740k msgs/s), not the client.
+    static let prefetch = ["queued.min.messages": "10000000", "queued.max.messages.kbytes": "2097151"]
 
     func validate() throws {
         guard messages > 0, keys > 0, partitions > 0, rounds > 0 else {
@@ -59,6 +64,7 @@ struct KafkaBench: AsyncParsableCommand {
         defer { cluster?.stop() }
         let servers = bootstrapServers ?? cluster!.bootstrapServers
         let configuration = KafkaConfiguration(bootstrapServers: servers)
+            .merging(Dictionary(uniqueKeysWithValues: Self.prefetch.map { ("consumer." + $0.key, $0.value) }))
             .merging(cluster == nil ? [:] : KafkaConfiguration.embeddedClusterTuning)
         if cluster == nil {
             try await KafkaAdmin(configuration: configuration).createTopics(topics)
@@ -67,12 +73,17 @@ struct KafkaBench: AsyncParsableCommand {
         var generator = BenchEvents(keys: keys, seed: seed)
         let events = (0..<messages).map { _ in generator.next() }
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-bench-\(run).tsv")
+        let oneEventInput = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-bench-\(run)-one.tsv")
         try generator.writeKcatInput(events, to: input)
-        defer { try? FileManager.default.removeItem(at: input) }
+        try generator.writeKcatInput(Array(events.prefix(1)), to: oneEventInput)
+        defer {
+            try? FileManager.default.removeItem(at: input)
+            try? FileManager.default.removeItem(at: oneEventInput)
+        }
         let averageBytes = events.map(\.value.count).reduce(0, +) / messages
         logger.info("benchmarking \(messages) events of ~\(averageBytes) bytes over \(keys) keys, \(rounds) rounds")
 
-        var seconds = PhaseTimes()
+        var rates = PhaseRates()
         for round in 1...rounds {
             let ours = "bench-emporium-\(run)-\(round)"
             let theirs = "bench-kcat-\(run)-\(round)"
@@ -81,17 +92,23 @@ struct KafkaBench: AsyncParsableCommand {
                 event.topic = ours
                 return event
             }
-            seconds.ourProduce.append(try await secondsTaken { try await produce(batch, configuration: configuration) })
-            seconds.kcatProduce.append(try secondsTaken { try kcat.produce(file: input, topic: theirs, servers: servers) })
-            seconds.ourConsume.append(try await secondsTaken { try await consume(count: messages, topic: ours, group: ours, configuration: configuration) })
-            seconds.kcatConsume.append(try secondsTaken { try kcat.consume(count: messages, topic: theirs, group: theirs, servers: servers) })
+            // A client's start (metadata, producer ID) is a fixed cost: a one-message run beside each full one takes it out.
+            let ourStart = try await secondsTaken { try await produce(Array(batch.prefix(1)), configuration: configuration) }
+            let ourWhole = try await secondsTaken { try await produce(batch, configuration: configuration) }
+            rates.ourProduce.append(PhaseRate(messages: messages, whole: ourWhole, start: ourStart))
+            let kcatStart = try secondsTaken { try kcat.produce(file: oneEventInput, topic: theirs, servers: servers) }
+            let kcatWhole = try secondsTaken { try kcat.produce(file: input, topic: theirs, servers: servers) }
+            rates.kcatProduce.append(PhaseRate(messages: messages, whole: kcatWhole, start: kcatStart))
+            rates.ourConsume.append(try await consume(count: messages + 1, topic: ours, group: ours, configuration: configuration))
+            rates.kcatConsume.append(try await kcat.consume(count: messages + 1, topic: theirs, group: theirs, servers: servers))
         }
 
-        let rate = { (times: [Double]) in Double(messages) / times.sorted()[times.count / 2] }
         let report = KafkaBenchReport(
             messages: messages, averageBytes: averageBytes, rounds: rounds,
-            produce: Comparison(emporium: rate(seconds.ourProduce), kcat: rate(seconds.kcatProduce)),
-            consume: Comparison(emporium: rate(seconds.ourConsume), kcat: rate(seconds.kcatConsume))
+            produce: Comparison(emporium: rates.ourProduce.median(\.steady), kcat: rates.kcatProduce.median(\.steady)),
+            consume: Comparison(emporium: rates.ourConsume.median(\.steady), kcat: rates.kcatConsume.median(\.steady)),
+            produceWhole: Comparison(emporium: rates.ourProduce.median(\.whole), kcat: rates.kcatProduce.median(\.whole)),
+            consumeWhole: Comparison(emporium: rates.ourConsume.median(\.whole), kcat: rates.kcatConsume.median(\.whole))
         )
         print(json ? report.jsonLine : report.table)
     }
@@ -102,16 +119,39 @@ struct KafkaBench: AsyncParsableCommand {
         await producer.close()
     }
 
-    private func consume(count: Int, topic: String, group: String, configuration: KafkaConfiguration) async throws {
+    /// Consumes `count` messages as a new group member; steady state runs from the first batch to the last.
+    private func consume(count: Int, topic: String, group: String, configuration: KafkaConfiguration) async throws -> PhaseRate {
+        let started = ContinuousClock.now
         let consumer = try KafkaConsumer(
             configuration: configuration, group: group, topics: [topic], batching: ConsumerBatching(maxMessages: 2_000))
-        var seen = 0
+        var reading = SteadyReading()
         for try await batch in consumer.batches {
-            seen += batch.messages.count
+            reading.received(batch.messages.count)
             try await consumer.commit(batch)
-            if seen >= count { break }
+            if reading.total >= count { break }
         }
         await consumer.close()
+        return reading.rate(since: started)
+    }
+}
+
+/// Arrivals of a consumer's reads: its first read waited for the group join, the rest is steady state.
+struct SteadyReading {
+    private(set) var total = 0
+    private var first: (at: ContinuousClock.Instant, count: Int)?
+    private var last = ContinuousClock.now
+
+    mutating func received(_ count: Int) {
+        let now = ContinuousClock.now
+        if first == nil { first = (now, count) }
+        total += count
+        last = now
+    }
+
+    func rate(since started: ContinuousClock.Instant) -> PhaseRate {
+        let whole = (last - started).seconds
+        guard let first, last > first.at else { return PhaseRate(rate: Double(total) / whole, whole: Double(total) / whole) }
+        return PhaseRate(rate: Double(total - first.count) / (last - first.at).seconds, whole: Double(total) / whole)
     }
 }
 
@@ -147,31 +187,59 @@ struct Comparison: Codable {
     }
 }
 
-/// Seconds per round, per client and phase.
-struct PhaseTimes {
-    var ourProduce: [Double] = []
-    var kcatProduce: [Double] = []
-    var ourConsume: [Double] = []
-    var kcatConsume: [Double] = []
+/// One client's rate in one round: in steady state, and over the whole run including its start.
+struct PhaseRate {
+    let steady: Double
+    let whole: Double
+
+    init(rate steady: Double, whole: Double) {
+        self.steady = steady
+        self.whole = whole
+    }
+
+    /// From a full run and a one-message run: the difference is what the other messages took.
+    init(messages: Int, whole: Double, start: Double) {
+        self.init(rate: Double(messages - 1) / max(whole - start, 1e-6), whole: Double(messages) / whole)
+    }
+}
+
+/// Rates per round, per client and phase.
+struct PhaseRates {
+    var ourProduce: [PhaseRate] = []
+    var kcatProduce: [PhaseRate] = []
+    var ourConsume: [PhaseRate] = []
+    var kcatConsume: [PhaseRate] = []
+}
+
+extension [PhaseRate] {
+    func median(_ figure: KeyPath<PhaseRate, Double>) -> Double {
+        map { $0[keyPath: figure] }.sorted()[count / 2]
+    }
 }
 
 struct KafkaBenchReport: Encodable {
     let messages: Int
     let averageBytes: Int
     let rounds: Int
+    /// Steady state: what the targets compare.
     let produce: Comparison
     let consume: Comparison
+    /// Whole runs, the client's start and the consumer group's join included.
+    let produceWhole: Comparison
+    let consumeWhole: Comparison
 
     var table: String {
         func row(_ name: String, _ comparison: Comparison) -> String {
-            name.padding(toLength: 10, withPad: " ", startingAt: 0)
-                + String(format: "%14.0f %14.0f %9.2f×", comparison.emporium, comparison.kcat, comparison.ratio)
+            name.padding(toLength: 30, withPad: " ", startingAt: 0)
+                + String(format: "%12.0f %12.0f %9.2f×", comparison.emporium, comparison.kcat, comparison.ratio)
         }
         return """
-        \(messages) events, ~\(averageBytes) bytes each, median of \(rounds) rounds (msgs/s; target ≥ 0.90×)
-                        emporium           kcat     ratio
-        \(row("produce", produce))
-        \(row("consume", consume))
+        \(messages) events, ~\(averageBytes) bytes each, median of \(rounds) rounds (msgs/s; target ≥ 0.90× in steady state)
+                                          emporium         kcat     ratio
+        \(row("produce, steady state", produce))
+        \(row("consume, steady state", consume))
+        \(row("produce, whole run", produceWhole))
+        \(row("consume, whole run (with join)", consumeWhole))
         """
     }
 }
@@ -292,9 +360,51 @@ struct Kcat {
                  file.path])
     }
 
-    func consume(count: Int, topic: String, group: String, servers: String) throws {
-        try run(["-C", "-b", servers, "-G", group, "-c", String(count), "-q", "-f", "%k %s\n",
-                 "-X", "auto.offset.reset=earliest", "-X", "fetch.wait.max.ms=5", topic])
+    /// Consumes `count` messages as a new group member, timing each read of its output as it arrives.
+    func consume(count: Int, topic: String, group: String, servers: String) async throws -> PhaseRate {
+        let started = ContinuousClock.now
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["-C", "-b", servers, "-G", group, "-c", String(count), "-q", "-f", "%k %s\n",
+                             "-X", "auto.offset.reset=earliest", "-X", "fetch.wait.max.ms=5"]
+            + KafkaBench.prefetch.flatMap { ["-X", "\($0.key)=\($0.value)"] } + [topic]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let reading = await Self.countLines(from: output.fileHandleForReading)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, reading.total >= count else {
+            throw ValidationError("kcat -C exited with status \(process.terminationStatus) after \(reading.total) of \(count) messages")
+        }
+        return reading.rate(since: started)
+    }
+
+    /// Counts output lines (one per message) on a spare thread until the end, noting when each read arrived.
+    private static func countLines(from handle: FileHandle) async -> SteadyReading {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var reading = SteadyReading()
+                var buffer = [UInt8](repeating: 0, count: 1 << 20)
+                let descriptor = handle.fileDescriptor
+                while true {
+                    let read = buffer.withUnsafeMutableBytes { Foundation.read(descriptor, $0.baseAddress, $0.count) }
+                    guard read > 0 else { break }
+                    // memchr, not a loop over bytes here: this thread shares the cores with the kcat it measures.
+                    let lines = buffer.withUnsafeBytes { bytes in
+                        var count = 0
+                        var position = bytes.baseAddress!
+                        let end = position + read
+                        while let found = memchr(position, 0x0a, end - position) {
+                            count += 1
+                            position = UnsafeRawPointer(found) + 1
+                        }
+                        return count
+                    }
+                    if lines > 0 { reading.received(lines) }
+                }
+                continuation.resume(returning: reading)
+            }
+        }
     }
 
     private func run(_ arguments: [String]) throws {
