@@ -35,4 +35,27 @@ import Testing
         let left = try scope.processesLeft()
         #expect(left.isEmpty, "bench shop left processes running: \(left)")
     }
+
+    /// `emporium bench kafka`, small: both clients' rates in steady state and over the whole run, and the ratio
+    /// each row prints is ours over kcat's.
+    @Test func benchKafkaComparesBothClientsInSteadyStateAndOverWholeRuns() throws {
+        let scope = try ScopedTemporaryDirectory()
+        let result = try run(
+            Executables.url("emporium").path, ["bench", "kafka", "--messages", "20000", "--rounds", "1", "--json"],
+            environment: scope.environment, timeout: .seconds(180))
+        #expect(result.status == 0, "\(result.output.suffix(3_000))")
+        let report = json(result.output.split(separator: "\n").last.map(String.init) ?? "")
+        #expect(report["messages"] as? Int == 20_000)
+        for figure in ["produce", "consume", "produceWhole", "consumeWhole"] {
+            let comparison = report[figure] as? [String: Double] ?? [:]
+            let ours = comparison["emporium"] ?? 0, kcat = comparison["kcat"] ?? 0
+            #expect(ours > 0 && kcat > 0, "\(figure): \(comparison)")
+            #expect(abs((comparison["ratio"] ?? 0) - ours / kcat) < 0.01, "\(figure): \(comparison)")
+        }
+        // The join is in the whole run and not in steady state.
+        let consume = report["consume"] as? [String: Double] ?? [:], whole = report["consumeWhole"] as? [String: Double] ?? [:]
+        #expect((consume["emporium"] ?? 0) > (whole["emporium"] ?? 0) && (consume["kcat"] ?? 0) > (whole["kcat"] ?? 0), "\(report)")
+        let left = try scope.processesLeft()
+        #expect(left.isEmpty, "bench kafka left processes running: \(left)")
+    }
 }
