@@ -61,7 +61,6 @@ let package = Package(
         ),
         .target(
             name: "Catalogue",
-            dependencies: ["Kafka"],
             path: "Shared/Catalogue"
         ),
         .executableTarget(

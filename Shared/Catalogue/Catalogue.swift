@@ -1,4 +1,3 @@
-import Kafka
 
 /// A product of the shop: price and opening stock.
 public struct Product: Codable, Sendable, Hashable {
@@ -55,8 +54,17 @@ public struct CreditPolicy: Sendable {
     public static let standard = CreditPolicy()
 
     public func limitCents(for customerId: String) -> Int {
-        let hash = UInt32(bitPattern: Murmur2.hash(Array("\(seed):\(customerId)".utf8)))
+        let hash = Self.stableHash("\(seed):\(customerId)")
         return hash % 10 == 0 ? 5_000 + Int(hash / 10 % 10_001) : 500_000 + Int(hash / 10 % 500_001)
+    }
+
+    /// FNV-1a over the UTF-8 bytes, finished with SplitMix64's mixer: the same on every platform and in every
+    /// language, so that any implementation of the shop derives the same limits.
+    static func stableHash(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        var mixer = SeededRandom(seed: hash)
+        return mixer.next()
     }
 
     public func isLowLimit(_ customerId: String) -> Bool { limitCents(for: customerId) < 100_000 }
