@@ -51,6 +51,12 @@ struct KafkaBench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let report = try await measure()
+        // After the cluster it started has stopped, so that the figures are the last thing printed.
+        print(json ? report.jsonLine : report.table)
+    }
+
+    private func measure() async throws -> KafkaBenchReport {
         let logger = Logger(label: "emporium.bench")
         let kcat = try Kcat.locate()
         let run = UUID().uuidString.prefix(8).lowercased()
@@ -103,14 +109,13 @@ struct KafkaBench: AsyncParsableCommand {
             rates.kcatConsume.append(try await kcat.consume(count: messages + 1, topic: theirs, group: theirs, servers: servers))
         }
 
-        let report = KafkaBenchReport(
+        return KafkaBenchReport(
             messages: messages, averageBytes: averageBytes, rounds: rounds,
             produce: Comparison(emporium: rates.ourProduce.median(\.steady), kcat: rates.kcatProduce.median(\.steady)),
             consume: Comparison(emporium: rates.ourConsume.median(\.steady), kcat: rates.kcatConsume.median(\.steady)),
             produceWhole: Comparison(emporium: rates.ourProduce.median(\.whole), kcat: rates.kcatProduce.median(\.whole)),
             consumeWhole: Comparison(emporium: rates.ourConsume.median(\.whole), kcat: rates.kcatConsume.median(\.whole))
         )
-        print(json ? report.jsonLine : report.table)
     }
 
     private func produce(_ events: [OutgoingMessage], configuration: KafkaConfiguration) async throws {
@@ -122,8 +127,11 @@ struct KafkaBench: AsyncParsableCommand {
     /// Consumes `count` messages as a new group member; steady state runs from the first batch to the last.
     private func consume(count: Int, topic: String, group: String, configuration: KafkaConfiguration) async throws -> PhaseRate {
         let started = ContinuousClock.now
+        // Each round's join and leave are routine here, not news between the figures.
+        var logger = Logger(label: "emporium.bench.consumer")
+        logger.logLevel = .warning
         let consumer = try KafkaConsumer(
-            configuration: configuration, group: group, topics: [topic], batching: ConsumerBatching(maxMessages: 2_000))
+            configuration: configuration, group: group, topics: [topic], batching: ConsumerBatching(maxMessages: 2_000), logger: logger)
         var reading = SteadyReading()
         for try await batch in consumer.batches {
             reading.received(batch.messages.count)
