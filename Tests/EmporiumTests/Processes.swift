@@ -41,7 +41,8 @@ enum ChildRegistry {
             defer { try? FileManager.default.removeItem(at: record) }
             guard let pid = Int32(file), let executable = try? String(contentsOf: record, encoding: .utf8),
                   let running = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"),
-                  running == executable else { continue }
+                  // A rebuild between the runs replaces the file, and the kernel then names it "… (deleted)".
+                  running == executable || running == executable + " (deleted)" else { continue }
             kill(pid, SIGKILL)
         }
     }
