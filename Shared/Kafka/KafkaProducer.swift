@@ -116,6 +116,16 @@ public final class KafkaProducer: Sendable {
         await pollThread.join()
     }
 
+    /// The fatal error librdkafka raised on this producer, if any: once set, the producer takes no more messages
+    /// and must be replaced.
+    public var fatalError: KafkaError? { client.fatalError() }
+
+    /// Raises a fabricated fatal error, as an idempotent producer whose sequence broke would: there is no
+    /// practical way to make a broker (or the embedded cluster) cause a real one.
+    @_spi(Testing) public func raiseFatalError(reason: String) {
+        _ = rd_kafka_test_fatal_error(client.handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason)
+    }
+
     /// Messages handed to librdkafka and not yet reported on.
     public var queuedCount: Int { Int(rd_kafka_outq_len(client.handle)) }
 

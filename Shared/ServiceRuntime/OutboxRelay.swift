@@ -1,7 +1,7 @@
 import DomainEvents
 import Foundation
 import GRDB
-import Kafka
+@_spi(Testing) import Kafka
 import Logging
 import Metrics
 import ServiceLifecycle
@@ -26,6 +26,7 @@ public final class OutboxRelay: Service {
     private let foreignWriteCheck: Duration
     private let stopping = Atomic<Bool>(false)
     private let delivered = Atomic<Int>(0)
+    private let created = Atomic<Int>(0)
     private let leaseHeld = Atomic<Bool>(false)
     private let relayed: Counter
     private let parkedCounter: Counter
@@ -57,6 +58,16 @@ public final class OutboxRelay: Service {
 
     /// Rows delivered since start.
     public var deliveredCount: Int { delivered.load(ordering: .relaxed) }
+
+    /// Producers this relay has created: more than one means one was replaced after a fatal error.
+    public var producersCreated: Int { created.load(ordering: .relaxed) }
+
+    /// Makes the producer in use raise a fatal error, for tests of its replacement.
+    @_spi(Testing) public func raiseFatalErrorInProducer(reason: String) -> Bool {
+        guard let producer = producer.withLock({ $0 }) else { return false }
+        producer.raiseFatalError(reason: reason)
+        return true
+    }
 
     /// Whether this process holds the relay lease, and so is the one publishing the shared outbox.
     public var holdsLease: Bool { leaseHeld.load(ordering: .relaxed) }
@@ -109,11 +120,13 @@ public final class OutboxRelay: Service {
                 continue
             }
             self.producer.withLock { $0 = producer }
+            created.add(1, ordering: .relaxed)
             let fatal = await relay(through: producer)
+            let reason = producer.fatalError.map { "\($0)" } ?? "unknown"
             await producer.close(flushTimeout: .seconds(3))
             self.producer.withLock { $0 = nil }
             guard fatal else { return }
-            logger.error("the relay's producer raised a fatal error; replacing it")
+            logger.error("the relay's producer raised a fatal error; replacing it: \(reason)")
         }
     }
 
@@ -127,6 +140,9 @@ public final class OutboxRelay: Service {
                     continue
                 }
             } catch let error as KafkaError where error.isFatal {
+                return true
+            } catch where producer.fatalError != nil {
+                // A fatal error fails the queued messages as purged, not as fatal: the producer says which it was.
                 return true
             } catch {
                 failures += 1

@@ -2,7 +2,7 @@ import DomainEvents
 import Foundation
 import GRDB
 import Kafka
-import ServiceRuntime
+@_spi(Testing) import ServiceRuntime
 import Testing
 
 @Suite(.serialized) struct RelayTests {
@@ -104,6 +104,31 @@ import Testing
         #expect(parked.first?.reason.contains("MSG_SIZE_TOO_LARGE") == true, "\(parked.first?.reason ?? "")")
         let published = try await fixture.read(Topic.orders.name, count: 40)
         #expect(Set(published.compactMap { $0.header(Wire.Header.eventId) }).count == 40)
+        try expectPerKeyOrder(published)
+    }
+
+    /// A producer that raises a fatal error (as an idempotent producer whose sequence broke does) takes no more
+    /// messages: the relay closes it and publishes the rest through a new one, each event once, in per-key order.
+    @Test func aProducerThatRaisesAFatalErrorIsReplacedAndTheRelayGoesOn() async throws {
+        let fixture = try RuntimeFixture()
+        let database = try fixture.openDatabase()
+        let running = RunningRelay(database: database, path: fixture.databasePath, configuration: fixture.configuration)
+        try await appendOrders(0..<50, to: database)
+        running.relay.wake()
+        try await waitUntil(.seconds(60), "the first rows are published") { try await database.read(Outbox.pendingCount) == 0 }
+        #expect(running.relay.raiseFatalErrorInProducer(reason: "sequence broken on purpose"))
+
+        try await appendOrders(50..<100, to: database)
+        running.relay.wake()
+        try await waitUntil(.seconds(60), "the rows after the fatal error are published") {
+            try await database.read(Outbox.pendingCount) == 0
+        }
+        try await running.stop()
+
+        #expect(running.relay.producersCreated == 2, "the producer was not replaced")
+        #expect(running.relay.deliveredCount == 100)
+        let published = try await fixture.read(Topic.orders.name, count: 100)
+        #expect(Set(published.compactMap { $0.header(Wire.Header.eventId) }).count == 100)
         try expectPerKeyOrder(published)
     }
 }
