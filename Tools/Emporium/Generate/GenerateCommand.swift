@@ -52,6 +52,12 @@ struct GenerateCommand: AsyncParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    @Option(help: ArgumentHelp(
+        "Also write each order to this CSV file: its ID, when it was placed and when it ended (Unix milliseconds), and its outcome.",
+        discussion: "For lining orders up against something that happened meanwhile, such as a broker taken down.",
+        valueName: "path"))
+    var record: String?
+
     @OptionGroup var kafka: KafkaOptions
 
     func validate() throws {
@@ -96,6 +102,10 @@ struct GenerateCommand: AsyncParsableCommand {
         await watcher.stop()
 
         let summary = Summary(ledger: ledger, watcher: watcher, placedIn: placedIn)
+        if let record {
+            try OrderRecord.csv(ledger: ledger, watcher: watcher, wallClockAt: (Date(), ContinuousClock.now))
+                .write(toFile: record, atomically: true, encoding: .utf8)
+        }
         print(json ? summary.jsonLine : summary.table)
         if summary.pending > 0 { throw ExitCode(2) }
         if summary.httpErrors > 0 { throw ExitCode(3) }
@@ -351,6 +361,24 @@ final class Progress: Sendable {
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
         let errors = ledger.errors.values.reduce(0, +)
         FileHandle.standardError.write(Data("\r\(bar) placed \(placed)/\(total)  terminal \(done)  errors \(errors) ".utf8))
+    }
+}
+
+/// One placed order, as `--record` writes it: wall-clock times, so that a reader can line them up with its own.
+enum OrderRecord {
+    static func csv(ledger: PlacementLedger, watcher: OutcomeWatcher, wallClockAt reference: (Date, ContinuousClock.Instant)) -> String {
+        func milliseconds(_ instant: ContinuousClock.Instant) -> String {
+            String(Int64((reference.0.timeIntervalSince1970 + (instant - reference.1).seconds) * 1000))
+        }
+        let placed = ledger.placed
+        let outcomes = watcher.outcomes(of: Set(placed.keys))
+        var lines = ["order_id,placed_at_ms,ended_at_ms,outcome"]
+        for (id, placedAt) in placed.sorted(by: { $0.value < $1.value }) {
+            let outcome = outcomes[id]
+            let name = outcome.map { $0.confirmed ? "confirmed" : "cancelled" } ?? "pending"
+            lines.append("\(id),\(milliseconds(placedAt)),\(outcome.map { milliseconds($0.seenAt) } ?? ""),\(name)")
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 }
 
