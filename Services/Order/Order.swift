@@ -46,19 +46,28 @@ struct Order: Codable, FetchableRecord, PersistableRecord {
     }
 
     mutating func confirm(in db: Database) throws -> [DomainEvent] {
-        status = .confirmed
-        updatedAt = Timestamp.now()
+        end(confirmedAt: Timestamp.now())
         try updateCached(db, key: "orderId")
         return [.orderConfirmed(OrderConfirmed(orderId: orderId, customerId: customerId, totalCents: totalCents))]
     }
 
     mutating func cancel(_ reason: CancellationReason, detail: String, in db: Database) throws -> [DomainEvent] {
+        end(cancelledFor: reason, detail: detail, at: Timestamp.now())
+        try updateCached(db, key: "orderId")
+        return [.orderCancelled(OrderCancelled(orderId: orderId, customerId: customerId, reason: reason, detail: detail))]
+    }
+
+    /// The order's end, as deciding it (`confirm`) and rebuilding it from the log (`OrderHistory`) both record it.
+    mutating func end(confirmedAt time: String) {
+        status = .confirmed
+        updatedAt = time
+    }
+
+    mutating func end(cancelledFor reason: CancellationReason, detail: String, at time: String) {
         status = .cancelled
         self.reason = reason
         self.detail = detail
-        updatedAt = Timestamp.now()
-        try updateCached(db, key: "orderId")
-        return [.orderCancelled(OrderCancelled(orderId: orderId, customerId: customerId, reason: reason, detail: detail))]
+        updatedAt = time
     }
 }
 

@@ -13,18 +13,14 @@ enum OrderHistory {
             try Order(placed, placedAt: envelope.occurredAt, idempotencyKey: nil).insert(with: placed.lines, in: db)
         case .orderConfirmed(let confirmed):
             guard var order = try Order.fetchOne(db, key: confirmed.orderId) else { return }
-            order.status = .confirmed
             // A confirmation is published only once the payment is authorized and every line reserved.
             order.paymentAuthorized = true
             order.reservedLines = order.lineCount
-            order.updatedAt = envelope.occurredAt
+            order.end(confirmedAt: envelope.occurredAt)
             try order.update(db)
         case .orderCancelled(let cancelled):
             guard var order = try Order.fetchOne(db, key: cancelled.orderId) else { return }
-            order.status = .cancelled
-            order.reason = cancelled.reason
-            order.detail = cancelled.detail
-            order.updatedAt = envelope.occurredAt
+            order.end(cancelledFor: cancelled.reason, detail: cancelled.detail, at: envelope.occurredAt)
             try order.update(db)
         default:
             return

@@ -2,7 +2,6 @@ import DomainEvents
 import Foundation
 import GRDB
 import Kafka
-import Logging
 
 /// Rebuilds a service's lost database from the log. The topic the service writes is the record of every decision
 /// it made, so its events are read back from the beginning and the service says what each means for its tables;

@@ -33,7 +33,7 @@ final class LocalShop: @unchecked Sendable {
     var instances: [Instance] { running.withLock { $0 } }
     private var launched: [String: Int] = [:]
     /// Ports given to instances so far: one is not handed out twice, even after its instance stopped.
-    private var handedOut: [Int] = []
+    private var handedOut: Set<Int> = []
 
     /// - Parameter binDirectory: where `emporium` and the services are; nil for this emporium's own directory.
     init(binDirectory: String?, label: String) throws {
@@ -71,8 +71,8 @@ final class LocalShop: @unchecked Sendable {
         launched[service, default: 0] += 1
         let number = launched[service]!
         let name = "\(service)-\(number)"
-        let port = try freeLocalPort(avoiding: Set(handedOut))
-        handedOut.append(port)
+        let port = try freeLocalPort(avoiding: handedOut)
+        handedOut.insert(port)
         let process = try launch(service, ["--var-dir", varDirectory.path, "--port", String(port), "--instance-id", name], log: name)
         let instance = Instance(service: service, name: name, port: port, process: process)
         running.withLock { $0.append(instance) }
