@@ -10,7 +10,7 @@ import Testing
         (["notification-service"], ["--bootstrap-servers", "--var-dir", "--database", "--port", "--mail-dir", "--smtp-url"]),
         // `emporium cluster` runs its default subcommand, `serve`, whose help lists these.
         (["emporium", "cluster", "serve"], ["--brokers", "--partitions", "--replication-factor", "--topics"]),
-        (["emporium", "generate"], ["--orders", "--rate", "--concurrency", "--customers", "--products", "--skew", "--seed", "--url", "--timeout", "--retries", "--json"]),
+        (["emporium", "generate"], ["--orders", "--rate", "--concurrency", "--customers", "--products", "--skew", "--seed", "--url", "--timeout", "--retries", "--json", "--record"]),
         (["emporium", "audit"], ["--databases", "--mail", "--settle"]),
         (["emporium", "status"], ["--watch", "--json", "--service"]),
         (["emporium", "console"], ["--port", "--service"]),
