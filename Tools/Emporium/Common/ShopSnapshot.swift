@@ -90,7 +90,17 @@ struct ShopObserver: Sendable {
         async let brokers = admin.brokers()
         let instances = await instanceStates()
         let topicNames = Topic.allCases.map(\.name)
-        let offsets = try await admin.offsets(of: topicNames + Topic.allCases.map(\.deadLetterName))
+        let allTopics = topicNames + Topic.allCases.map(\.deadLetterName)
+        // The groups' positions are read before the ends they are compared with, so that under load a position
+        // never shows past its partition's end: the ends are read once for the partitions, then again after.
+        let partitions = try await admin.offsets(of: allTopics).map(\.partition)
+        var committedByGroup: [String: [TopicPartition: Int64]] = [:]
+        for service in ShopLayout.services {
+            let group = instances.first { $0.service == service }?.status?.group ?? service
+            committedByGroup[group] = try await admin.committedOffsets(
+                group: group, partitions: partitions.filter { partition in ShopLayout.consumed[service]!.contains { $0.name == partition.topic } })
+        }
+        let offsets = try await admin.offsets(of: allTopics)
         let byTopic = Dictionary(grouping: offsets, by: \.partition.topic)
         let topics = topicNames.map { name in
             ShopSnapshot.TopicState(name: name, partitions: (byTopic[name] ?? []).sorted { $0.partition.partition < $1.partition.partition }
@@ -107,17 +117,14 @@ struct ShopObserver: Sendable {
         var groups: [ShopSnapshot.GroupState] = []
         for service in ShopLayout.services {
             let group = instances.first { $0.service == service }?.status?.group ?? service
-            let committed = try await admin.committedOffsets(
-                group: group, partitions: offsets.map(\.partition).filter { partition in
-                    ShopLayout.consumed[service]!.contains { $0.name == partition.topic }
-                })
+            let committed = committedByGroup[group] ?? [:]
             let rows = offsets.filter { offset in ShopLayout.consumed[service]!.contains { $0.name == offset.partition.topic } }
                 .sorted { $0.partition < $1.partition }
                 .map { offset in
                     let position = committed[offset.partition]
                     return ShopSnapshot.GroupPartition(
                         topic: offset.partition.topic, partition: offset.partition.partition, committed: position, end: offset.high,
-                        // The group may have committed past the end read a moment earlier: lag is never negative.
+                        // A partition whose log no longer reaches back to the position lags from its start.
                         lag: max(0, offset.high - max(position ?? offset.low, offset.low)), owner: owners[group]?[offset.partition])
                 }
             groups.append(ShopSnapshot.GroupState(group: group, partitions: rows))
