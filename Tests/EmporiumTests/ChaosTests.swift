@@ -53,7 +53,10 @@ import Testing
     @Test func aServiceKilledEveryTwoSecondsLosesNothingAndEveryOrderEnds() async throws {
         let shop = try await Shop()
         let generator = try await startGenerator(shop, seed: 21)
-        var random = SeededRandom(seed: 12)
+        // Seeded so that every service is killed once, order-service first (a request caught by its death is
+        // retried; most just wait for a connection), and payment-service twice in a row: order, inventory,
+        // payment, payment, notification.
+        var random = SeededRandom(seed: 28)
         var killed: [String] = []
         let start = ContinuousClock.now
         for round in 0..<5 {
