@@ -319,10 +319,36 @@ final class ConsumerCore: Sendable {
                 continuation.resume()
             }
         }
-        // Closing revokes the assignment through the rebalance callback, on this thread.
-        rd_kafka_consumer_close(rk)
+        leaveGroup(rk, within: .seconds(10))
         batchSink.finish()
         eventSink.finish()
+    }
+
+    /// Closes the consumer: its assignment is revoked (committing what was processed) and it leaves the group.
+    /// librdkafka 2.0.2's blocking `rd_kafka_consumer_close` can wait for ever once Kafka is gone: a SIGTERMed
+    /// service whose cluster had been killed under load never exited. This is the same close, through a queue
+    /// served here, with an end; a member that could not leave is dropped when its session runs out.
+    private func leaveGroup(_ rk: OpaquePointer, within limit: Duration) {
+        guard let queue = rd_kafka_queue_new(rk) else { return }
+        defer { rd_kafka_queue_destroy(queue) }
+        if let error = rd_kafka_consumer_close_queue(rk, queue) {
+            report(.error(.from(rd_kafka_error_code(error), operation: "close the consumer")))
+            rd_kafka_error_destroy(error)
+            return
+        }
+        let deadline = ContinuousClock.now + limit
+        while rd_kafka_consumer_closed(rk) == 0 {
+            guard ContinuousClock.now < deadline else {
+                logger.warning("stopped without leaving the group: Kafka did not answer within \(limit)")
+                return
+            }
+            guard let event = rd_kafka_queue_poll(queue, 100) else { continue }
+            // Polled as events, the revocation is handed over rather than passed to the rebalance callback.
+            if rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE, let partitions = rd_kafka_event_topic_partition_list(event) {
+                rebalance(rk, rd_kafka_event_error(event), partitions)
+            }
+            rd_kafka_event_destroy(event)
+        }
     }
 
     /// Copies a librdkafka message into Swift, or reports it if it carries an error.

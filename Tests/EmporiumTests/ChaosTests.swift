@@ -113,6 +113,29 @@ import Testing
         shop.stop()
     }
 
+    /// The whole cluster gone under load (its process stopped), then SIGTERM to every service: each still stops
+    /// and exits 0. librdkafka's blocking consumer close waited for ever for a coordinator it could not reach,
+    /// so a service stopped this way hung until killed; the consumer now gives leaving its group 10 s.
+    @Test func everyServiceStopsOnSIGTERMAfterTheClusterIsGone() async throws {
+        let shop = try await Shop()
+        let generator = try await startGenerator(shop, seed: 24)
+        shop.cluster.stop(signal: SIGTERM)
+        // Stopped once their sessions have lapsed and each consumer has given up its partitions, as happens when
+        // the cluster stays away: that is when the blocking close had no end.
+        try await waitUntil(.seconds(60), "every service has lost its partitions") {
+            try Shop.services.allSatisfy { service in
+                (json(try get("\(shop.url(of: service))/status").text)["partitions"] as? [Any])?.isEmpty == true
+            }
+        }
+        let services = Shop.services.map { shop.instances(of: $0)[0] }
+        for service in services { kill(service.pid, SIGTERM) }
+        let statuses = services.map { $0.stop(signal: SIGTERM, grace: .seconds(40)) }
+        generator.stop(signal: SIGKILL)
+        print("with the cluster gone, SIGTERM: exit statuses \(statuses)")
+        #expect(statuses == [0, 0, 0, 0], "exit statuses \(Dictionary(uniqueKeysWithValues: zip(Shop.services, statuses)))")
+        shop.stop()
+    }
+
     /// payment-service loses its database and comes back on a copy taken mid-run: it resumes where the copy
     /// stands (its positions live in the database), re-reads what it lost from Kafka and re-publishes identical
     /// events; every order ends as before and the audit is clean.
