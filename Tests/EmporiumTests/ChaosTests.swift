@@ -48,7 +48,7 @@ import Testing
     /// A random service (seeded) killed with `kill -9` every 2 s for 10 s and restarted at once, under a steady
     /// load: nothing lost, nothing applied twice, no request lost. On the embedded cluster a kill costs about twice
     /// the 3.5 s session timeout (the dead member noticed, then a rebalance), and two kills of one service 2 s
-    /// apart chain: the slowest order took 10 to 23 s in the runs docs/runtime.md lists. The 45 s ceiling
+    /// apart chain: the slowest order took 9.6 to 23 s in the runs docs/runtime.md lists. The 45 s ceiling
     /// catches a regression; the figures are printed.
     @Test func aServiceKilledEveryTwoSecondsLosesNothingAndEveryOrderEnds() async throws {
         let shop = try await Shop()
