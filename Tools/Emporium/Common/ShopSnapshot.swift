@@ -93,12 +93,17 @@ struct ShopObserver: Sendable {
         let allTopics = topicNames + Topic.allCases.map(\.deadLetterName)
         // The groups' positions are read before the ends they are compared with, so that under load a position
         // never shows past its partition's end: the ends are read once for the partitions, then again after.
+        let groupOf = Dictionary(uniqueKeysWithValues: ShopLayout.services.map { service in
+            (service, instances.first { $0.service == service }?.status?.group ?? service)
+        })
+        func consumes(_ service: String, _ partition: TopicPartition) -> Bool {
+            ShopLayout.consumed[service]!.contains { $0.name == partition.topic }
+        }
         let partitions = try await admin.offsets(of: allTopics).map(\.partition)
         var committedByGroup: [String: [TopicPartition: Int64]] = [:]
         for service in ShopLayout.services {
-            let group = instances.first { $0.service == service }?.status?.group ?? service
-            committedByGroup[group] = try await admin.committedOffsets(
-                group: group, partitions: partitions.filter { partition in ShopLayout.consumed[service]!.contains { $0.name == partition.topic } })
+            committedByGroup[groupOf[service]!] = try await admin.committedOffsets(
+                group: groupOf[service]!, partitions: partitions.filter { consumes(service, $0) })
         }
         let offsets = try await admin.offsets(of: allTopics)
         let byTopic = Dictionary(grouping: offsets, by: \.partition.topic)
@@ -116,9 +121,9 @@ struct ShopObserver: Sendable {
         }
         var groups: [ShopSnapshot.GroupState] = []
         for service in ShopLayout.services {
-            let group = instances.first { $0.service == service }?.status?.group ?? service
+            let group = groupOf[service]!
             let committed = committedByGroup[group] ?? [:]
-            let rows = offsets.filter { offset in ShopLayout.consumed[service]!.contains { $0.name == offset.partition.topic } }
+            let rows = offsets.filter { consumes(service, $0.partition) }
                 .sorted { $0.partition < $1.partition }
                 .map { offset in
                     let position = committed[offset.partition]
