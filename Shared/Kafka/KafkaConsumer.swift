@@ -141,6 +141,16 @@ public final class KafkaConsumer: Sendable {
         await pollThread.join()
     }
 
+    /// Moves a partition's read position behind the consumer's back, as a bug that skipped messages would: the
+    /// consumer still expects the offset it would have read next. Call it while a batch is in hand.
+    @_spi(Testing) public func seekWithoutTelling(_ partition: TopicPartition, to offset: Int64) throws {
+        try withPartitionList([(partition, offset)]) { list in
+            guard let error = rd_kafka_seek_partitions(client.handle, list, 5000) else { return }
+            defer { rd_kafka_error_destroy(error) }
+            throw KafkaError.from(rd_kafka_error_code(error), operation: "seek \(partition) to \(offset)")
+        }
+    }
+
     /// The partitions currently assigned to this member.
     public func assignment() -> [TopicPartition] {
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?

@@ -1,4 +1,4 @@
-import Kafka
+@_spi(Testing) import Kafka
 import Testing
 
 @Suite(.serialized) struct ProducerConsumerTests {
@@ -148,6 +148,45 @@ import Testing
         #expect(partition == TopicPartition(cluster.topic, 0))
         #expect(expected == 5)
         #expect(resumedAt >= low)
+    }
+
+    /// Offsets still in the log that a consumer jumps over are an error of ours, not a loss Kafka announced, and
+    /// must be told apart from `offsetFellOffLog`: the one test above covers the loss, this one the skip.
+    @Test func offsetsSkippedWhileStillInTheLogRaiseAGapEvent() async throws {
+        let cluster = try TestCluster(partitions: 1)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        try await producer.deliver(cluster.messages(count: 20, keys: 2))
+        try await producer.close(within: .seconds(30))
+        let partition = TopicPartition(cluster.topic, 0)
+        let consumer = try KafkaConsumer(configuration: cluster.configuration, group: "skipper", topics: [cluster.topic],
+                                         batching: ConsumerBatching(maxMessages: 5))
+        let ledger = Ledger()
+        let (expected, resumedAt) = try await within(.seconds(60), "a first batch, a skip, and the rest of the log") {
+            var batches = consumer.batches.makeAsyncIterator()
+            let first = try #require(try await batches.next())
+            ledger.record(first.messages)
+            // With the first batch in hand the consumer expects the offset after it; move it 7 further on.
+            let expected = try #require(first.messages.last).offset + 1
+            try consumer.seekWithoutTelling(partition, to: expected + 7)
+            try await consumer.commit(first)
+            while try #require(ledger.messages.last).offset < 19, let batch = try await batches.next() {
+                ledger.record(batch.messages)
+                try await consumer.commit(batch)
+            }
+            return (expected, expected + 7)
+        }
+        let event = try await within(.seconds(10), "the skip is reported") { () -> KafkaConsumerEvent? in
+            for await event in consumer.events {
+                if case .offsetGap = event { return event }
+                if case .offsetFellOffLog = event { return event }
+            }
+            return nil
+        }
+        try await consumer.close(within: .seconds(30))
+
+        #expect(ledger.messages.map(\.offset) == Array(0..<expected) + Array(resumedAt..<20))
+        #expect(try await KafkaAdmin(configuration: cluster.configuration).offsets(of: [cluster.topic])[0].low == 0)
+        #expect(event == .offsetGap(partition, expected: expected, resumedAt: resumedAt))
     }
 
     @Test func aFullLocalQueueMakesTheSenderWaitAndDropsNothing() async throws {
