@@ -1,5 +1,6 @@
 import CRdKafka
 import Dispatch
+import Foundation
 import Logging
 import Synchronization
 
@@ -376,32 +377,35 @@ final class ConsumerCore: Sendable {
             }
             return nil
         }
-        let key = message.key.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
-        let value = message.payload.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: message.len)) } ?? []
+        var headerList: OpaquePointer?
+        if rd_kafka_message_headers(pointer, &headerList) != RD_KAFKA_RESP_ERR_NO_ERROR { headerList = nil }
+        var layout = MessageLayout(key: message.key == nil ? nil : message.key_len, value: message.payload == nil ? 0 : message.len)
+        forEachHeader(of: headerList) { name, value in layout.addHeader(name: name.count, value: value.count) }
+        let bytes = layout.fill { writer in
+            writer.append(UnsafeRawBufferPointer(start: message.key, count: message.key == nil ? 0 : message.key_len))
+            writer.append(UnsafeRawBufferPointer(start: message.payload, count: message.payload == nil ? 0 : message.len))
+            forEachHeader(of: headerList) { writer.appendHeader(name: $0, value: $1) }
+        }
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
         return ConsumedMessage(
             topic: topic, partition: message.partition, offset: message.offset,
-            key: key, value: value, headers: headers(of: pointer),
-            timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp
+            timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp, bytes: bytes, layout: layout
         )
     }
 
-    private func headers(of message: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
-        var list: OpaquePointer?
-        guard rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
-        var headers: [KafkaHeader] = []
-        headers.reserveCapacity(rd_kafka_header_cnt(list))
+    /// Each header's name and value as librdkafka holds them, valid until the message is destroyed.
+    private func forEachHeader(of list: OpaquePointer?, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
+        guard let list else { return }
         var index = 0
         var name: UnsafePointer<CChar>?
         var value: UnsafeRawPointer?
         var size = 0
         while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            let bytes = value.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-            headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", bytes))
+            let nameBytes = name.map { UnsafeRawBufferPointer(start: $0, count: strlen($0)) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+            body(nameBytes, UnsafeRawBufferPointer(start: value, count: value == nil ? 0 : size))
             index += 1
         }
-        return headers
     }
 
     /// Notices a partition whose log skipped ahead of where this group was reading. librdkafka delivers each

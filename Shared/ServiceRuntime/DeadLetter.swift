@@ -16,7 +16,7 @@ public enum DeadLetter {
 
     public static func message(for original: ConsumedMessage, reason: String, group: String) -> OutgoingMessage {
         OutgoingMessage(
-            topic: original.topic + ".dlq", key: original.key, value: original.value,
+            topic: original.topic + ".dlq", key: original.key.map(Array.init), value: Array(original.value),
             headers: original.headers + [
                 KafkaHeader(Header.reason, reason),
                 KafkaHeader(Header.group, group),
@@ -31,7 +31,7 @@ public enum DeadLetter {
     public static func original(of deadLetter: ConsumedMessage) -> OutgoingMessage? {
         guard let source = deadLetter.header(Header.sourceTopic) else { return nil }
         return OutgoingMessage(
-            topic: source, key: deadLetter.key, value: deadLetter.value,
+            topic: source, key: deadLetter.key.map(Array.init), value: Array(deadLetter.value),
             headers: deadLetter.headers.filter { !Header.all.contains($0.name) })
     }
 }
