@@ -36,6 +36,19 @@ import Testing
         #expect(left.isEmpty, "bench shop left processes running: \(left)")
     }
 
+    /// A run larger than the embedded cluster keeps (5 MB per partition) would leave both consumers waiting for
+    /// messages the log already dropped: it fails at once, saying why, and stops its cluster.
+    @Test func benchKafkaRefusesARunTheClusterCannotHold() throws {
+        let scope = try ScopedTemporaryDirectory()
+        let result = try run(
+            Executables.url("emporium").path, ["bench", "kafka", "--messages", "100000", "--partitions", "1", "--rounds", "1"],
+            environment: scope.environment, timeout: .seconds(180))
+        #expect(result.status != 0)
+        #expect(result.output.contains("100000 events do not fit"), "\(result.output.suffix(3_000))")
+        let left = try scope.processesLeft()
+        #expect(left.isEmpty, "bench kafka left processes running: \(left)")
+    }
+
     /// `emporium bench kafka`, small: both clients' rates in steady state and over the whole run, and the ratio
     /// each row prints is ours over kcat's.
     @Test func benchKafkaComparesBothClientsInSteadyStateAndOverWholeRuns() throws {

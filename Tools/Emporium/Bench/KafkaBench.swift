@@ -102,6 +102,14 @@ struct KafkaBench: AsyncParsableCommand {
             let ourStart = try await secondsTaken { try await produce(Array(batch.prefix(1)), configuration: configuration) }
             let ourWhole = try await secondsTaken { try await produce(batch, configuration: configuration) }
             rates.ourProduce.append(PhaseRate(messages: messages, whole: ourWhole, start: ourStart))
+            // Both consumers wait for every message: one the log already dropped would keep them waiting for ever.
+            let dropped = try await KafkaAdmin(configuration: configuration).offsets(of: [ours]).filter { $0.low > 0 }
+            if !dropped.isEmpty {
+                throw ValidationError("""
+                    \(messages) events do not fit: \(dropped.count) of \(partitions) partitions already dropped their oldest \
+                    messages (the embedded cluster keeps 5 MB per partition). Use fewer --messages or more --partitions.
+                    """)
+            }
             let kcatStart = try secondsTaken { try kcat.produce(file: oneEventInput, topic: theirs, servers: servers) }
             let kcatWhole = try secondsTaken { try kcat.produce(file: input, topic: theirs, servers: servers) }
             rates.kcatProduce.append(PhaseRate(messages: messages, whole: kcatWhole, start: kcatStart))
