@@ -1,5 +1,6 @@
 import CRdKafka
 import Foundation
+import Logging
 
 /// Owns one `rd_kafka_t` and destroys it when the last reference goes.
 ///
@@ -53,6 +54,7 @@ final class RdKafkaClient: @unchecked Sendable {
     /// Builds a configuration, failing on the first property librdkafka rejects with its name and reason.
     static func makeConf(_ properties: [String: String]) throws -> OpaquePointer {
         let conf = rd_kafka_conf_new()!
+        rd_kafka_conf_set_log_cb(conf, logCallback)
         var errstr = [CChar](repeating: 0, count: 512)
         for (name, value) in properties.sorted(by: { $0.key < $1.key }) {
             if rd_kafka_conf_set(conf, name, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
@@ -76,6 +78,27 @@ final class RdKafkaClient: @unchecked Sendable {
         let code = rd_kafka_fatal_error(handle, &errstr, errstr.count)
         return code == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : .fatal(errstr.nulTerminatedString)
     }
+}
+
+/// librdkafka's own log lines (a broker it cannot reach, an offset reset) go through swift-log like every other
+/// line Emporium writes, instead of to stderr in librdkafka's format. A global, because librdkafka may log
+/// before a client's opaque is set, from its own threads; swift-log's handlers may be called from any thread.
+private let librdkafkaLogger = Logger(label: "emporium.kafka.librdkafka")
+
+private let logCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = { client, level, facility, text in
+    let level: Logger.Level = switch level {
+    case ...2: .critical
+    case 3: .error
+    case 4: .warning
+    case 5: .notice
+    case 6: .info
+    default: .debug
+    }
+    guard librdkafkaLogger.logLevel <= level, let text else { return }
+    librdkafkaLogger.log(level: level, "\(String(cString: text))", metadata: [
+        "client": "\(client.map { String(cString: rd_kafka_name($0)) } ?? "?")",
+        "facility": "\(facility.map { String(cString: $0) } ?? "?")",
+    ])
 }
 
 /// Builds an `rd_kafka_topic_partition_list_t`, hands it to `body`, and frees it.
