@@ -379,11 +379,13 @@ final class ConsumerCore: Sendable {
         }
         var headerList: OpaquePointer?
         if rd_kafka_message_headers(pointer, &headerList) != RD_KAFKA_RESP_ERR_NO_ERROR { headerList = nil }
-        var layout = MessageLayout(key: message.key == nil ? nil : message.key_len, value: message.payload == nil ? 0 : message.len)
+        let key = message.key.map { UnsafeRawBufferPointer(start: $0, count: message.key_len) }
+        let value = UnsafeRawBufferPointer(start: message.payload, count: message.payload == nil ? 0 : message.len)
+        var layout = MessageLayout(key: key?.count, value: value.count)
         forEachHeader(of: headerList) { name, value in layout.addHeader(name: name.count, value: value.count) }
         let bytes = layout.fill { writer in
-            writer.append(UnsafeRawBufferPointer(start: message.key, count: message.key == nil ? 0 : message.key_len))
-            writer.append(UnsafeRawBufferPointer(start: message.payload, count: message.payload == nil ? 0 : message.len))
+            if let key { writer.append(key) }
+            writer.append(value)
             forEachHeader(of: headerList) { writer.appendHeader(name: $0, value: $1) }
         }
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
