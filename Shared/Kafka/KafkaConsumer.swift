@@ -152,6 +152,14 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// The ID the group's coordinator gave this member; nil until its first join is answered.
+    public func memberID() -> String? {
+        guard let pointer = rd_kafka_memberid(client.handle) else { return nil }
+        defer { rd_kafka_mem_free(client.handle, pointer) }
+        let id = String(cString: pointer)
+        return id.isEmpty ? nil : id
+    }
+
     /// The partitions currently assigned to this member.
     public func assignment() -> [TopicPartition] {
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?

@@ -20,6 +20,8 @@ public enum KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
     case fatal(String)
     /// A topic was not read to the end it had when reading began within the time allowed.
     case readTimedOut(topic: String, timeout: Duration, partitionsShort: Int)
+    /// A request Emporium sends itself (not through librdkafka) could not reach a broker or was not understood.
+    case connection(String)
 
     static func from(_ code: rd_kafka_resp_err_t, operation: String) -> KafkaError {
         .broker(
@@ -50,6 +52,8 @@ public enum KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
             "fatal Kafka error: \(message)"
         case .readTimedOut(let topic, let timeout, let short):
             "\(topic) was not read to its end within \(timeout): \(short) partitions short"
+        case .connection(let message):
+            message
         }
     }
 

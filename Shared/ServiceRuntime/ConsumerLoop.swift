@@ -50,13 +50,23 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
                 return nil
             }
         }
+        let members = MemberRecords(databasePath: database.path)
+        if configuration.isEmbeddedCluster, let servers = configuration.bootstrapServers {
+            _ = await onSpareThread { members.removeDeadMembers(bootstrapServers: servers, logger: logger) }
+        }
         let consumer = try KafkaConsumer(
             configuration: configuration, group: processor.group, topics: topics, batching: batching,
             startingOffsets: startingOffsets, logger: logger)
         logger.info("consuming \(topics) as group \(processor.group)")
         status.attach(consumer)
-        let status = self.status
-        let watcher = Task { for await event in consumer.events { status.note(event) } }
+        let status = self.status, instance = configuration.properties["client.id"] ?? processor.source
+        let watcher = Task {
+            for await event in consumer.events {
+                status.note(event)
+                guard case .assigned = event, let member = consumer.memberID() else { continue }
+                do { try members.hold(memberID: member, group: group, instance: instance) } catch { logger.warning("\(error)") }
+            }
+        }
         defer { watcher.cancel() }
         var failures = 0
         for try await batch in consumer.batches.cancelOnGracefulShutdown() {
@@ -86,6 +96,7 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
             }
         }
         await consumer.close()
+        members.release()
         status.detach()
         logger.info("consumer stopped")
     }
@@ -166,6 +177,7 @@ public final class ConsumerStatus: Sendable {
     }
 
     public var assigned: [TopicPartition] { state.withLock { $0.assigned } }
+    public var memberID: String? { state.withLock { $0.consumer }?.memberID() }
     public var lastBatchAt: String? { state.withLock { $0.lastBatchAt } }
     /// Batches the database refused (and that were given back to be read again).
     public var failedBatches: Int { state.withLock { $0.failedBatches } }

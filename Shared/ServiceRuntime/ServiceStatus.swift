@@ -18,6 +18,8 @@ public struct ServiceStatus: Codable, Sendable {
     public let instance: String
     public let pid: Int
     public let group: String
+    /// This instance's member ID in its group, as the coordinator gave it; nil before its first join.
+    public let memberId: String?
     public let partitions: [Partition]
     public let lastBatchAt: String?
     public let outboxDepth: Int
@@ -32,6 +34,7 @@ public struct ServiceStatus: Codable, Sendable {
         instance = settings.instanceID
         pid = Int(getpid())
         group = settings.group
+        memberId = context.consumer.memberID
         let lag = context.consumer.lag()
         partitions = context.consumer.assigned.map { Partition(topic: $0.topic, partition: $0.partition, lag: lag[$0]) }
         lastBatchAt = context.consumer.lastBatchAt

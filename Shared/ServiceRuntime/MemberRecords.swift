@@ -1,0 +1,126 @@
+import Foundation
+import Kafka
+import Logging
+import Synchronization
+
+/// Which consumer group member each instance sharing a database is: a file per instance in `<database>.members/`,
+/// locked (`flock`) by that instance for as long as it runs. The kernel drops a lock when its process dies, so a
+/// file no one holds names a dead instance's member, and since instances that share a SQLite database share a
+/// host, the lock is proof.
+///
+/// A group keeps a member that was killed until its session ends, and on the embedded cluster a restarted process
+/// is a new member whose join first waits out that session (the mock ignores static membership). So an instance
+/// that starts takes the dead members of its database out of the group before it joins (`removeDeadMembers`),
+/// which halves the time a `kill -9` stops a service's partitions. On a real cluster, static membership
+/// (`group.instance.id`) does the same, and Emporium leaves the group alone.
+public final class MemberRecords: Sendable {
+    private struct Record: Codable {
+        let group: String
+        let memberId: String
+        let instance: String
+        let pid: Int32
+    }
+
+    private struct Held {
+        let memberID: String
+        let path: String
+        let descriptor: Int32
+    }
+
+    public let directory: String
+    private let held = Mutex<Held?>(nil)
+
+    public init(databasePath: String) {
+        directory = databasePath + ".members"
+    }
+
+    /// Records this instance's member ID, if it changed (a member expelled from its group joins again as another).
+    public func hold(memberID: String, group: String, instance: String) throws {
+        if held.withLock({ $0?.memberID }) == memberID { return }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // Locked before it is given its name, so no instance ever sees the file unlocked while this one lives.
+        let staging = "\(directory)/.\(getpid()).staging"
+        let descriptor = open(staging, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw MemberRecordError(path: staging) }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw MemberRecordError(path: staging)
+        }
+        let contents = try JSONEncoder().encode(Record(group: group, memberId: memberID, instance: instance, pid: getpid()))
+        let path = "\(directory)/\(Self.fileName(for: memberID))"
+        let written = contents.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard written == contents.count, rename(staging, path) == 0 else {
+            close(descriptor)
+            throw MemberRecordError(path: path)
+        }
+        let previous = held.withLock { held in
+            defer { held = Held(memberID: memberID, path: path, descriptor: descriptor) }
+            return held
+        }
+        if let previous {
+            if previous.path != path { unlink(previous.path) }
+            close(previous.descriptor)
+        }
+    }
+
+    /// Removes this instance's file: after a graceful stop has left the group.
+    public func release() {
+        if let previous = held.withLock({ held in defer { held = nil }; return held }) {
+            unlink(previous.path)
+            close(previous.descriptor)
+        }
+    }
+
+    /// Takes every member whose instance died out of its group, and forgets it once the coordinator no longer has
+    /// it. Blocks on the network (a few seconds at most per member); call it off the cooperative pool.
+    @discardableResult
+    public func removeDeadMembers(bootstrapServers: String, logger: Logger) -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        var removed: [String] = []
+        for name in names.sorted() where !name.hasPrefix(".") {
+            let path = "\(directory)/\(name)"
+            let descriptor = open(path, O_RDWR | O_CLOEXEC)
+            guard descriptor >= 0 else { continue }
+            defer { close(descriptor) }
+            guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else { continue }  // its instance is alive
+            guard let data = FileManager.default.contents(atPath: path), let record = try? JSONDecoder().decode(Record.self, from: data) else {
+                unlink(path)  // a file its instance died writing
+                continue
+            }
+            do {
+                switch try GroupMemberRemoval.remove(member: record.memberId, from: record.group, bootstrapServers: bootstrapServers) {
+                case .removed:
+                    logger.info("took member \(record.memberId) of \(record.instance) (pid \(record.pid), gone) out of group \(record.group)")
+                    removed.append(record.memberId)
+                case .notAMember:
+                    logger.debug("member \(record.memberId) of \(record.instance) had already left group \(record.group)")
+                }
+                unlink(path)
+            } catch {
+                logger.warning("could not take member \(record.memberId) of \(record.instance) out of group \(record.group); the group will drop it when its session ends: \(error)")
+            }
+        }
+        return removed
+    }
+
+    /// Member IDs are the coordinator's choice (`<client.id>-<uuid>` on Kafka); keep what is safe in a file name.
+    static func fileName(for memberID: String) -> String {
+        "member-" + String(memberID.unicodeScalars.map { scalar in
+            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "-_.".unicodeScalars.contains(scalar)) ? Character(scalar) : "_"
+        }.prefix(200)) + ".json"
+    }
+}
+
+/// Runs blocking work (the network, `flock`) on a thread of its own rather than one of the cooperative pool's.
+func onSpareThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(returning: work()) }
+    }
+}
+
+struct MemberRecordError: Error, CustomStringConvertible {
+    let path: String
+    let reason = String(cString: strerror(errno))
+
+    var description: String { "cannot record this instance's group member in \(path): \(reason)" }
+}
