@@ -17,8 +17,15 @@ import Testing
     private let rate = Int(ProcessInfo.processInfo.environment["EMPORIUM_CHAOS_RATE"] ?? "") ?? 30
     private var orders: Int { rate * 30 }
 
-    /// Starts placing orders (each one recorded in `generate.csv`) and returns once they flow.
+    /// Starts placing orders (each one recorded in `generate.csv`) and returns once they flow. The scenarios are
+    /// about a shop in its stride, so the load starts once every service owns its partitions: a group's first
+    /// join on the embedded cluster takes 3 s, and a kill before it ends would be a kill of a shop still starting.
     private func startGenerator(_ shop: Shop, seed: Int) async throws -> ChildProcess {
+        for service in Shop.services {
+            try await waitUntil(.seconds(60), "\(service) owns its partitions") {
+                ((json(try get(shop.url(of: service) + "/status").text)["partitions"] as? [Any])?.count ?? 0) > 0
+            }
+        }
         let generator = try ChildProcess(
             Executables.url("emporium"),
             ["generate", "--url", shop.orderURL, "--orders", String(orders), "--rate", String(rate), "--customers", "100",
@@ -46,10 +53,11 @@ import Testing
     }
 
     /// A random service (seeded) killed with `kill -9` every 2 s for 10 s and restarted at once, under a steady
-    /// load: nothing lost, nothing applied twice, no request lost. On the embedded cluster a kill costs about twice
-    /// the 3.5 s session timeout (the dead member noticed, then a rebalance), and two kills of one service 2 s
-    /// apart chain: the slowest order took 9.6 to 23 s in the runs docs/runtime.md lists. The 45 s ceiling
-    /// catches a regression; the figures are printed.
+    /// load: nothing lost, nothing applied twice, no request lost. On the embedded cluster a kill stops a service's
+    /// partitions for about 2.6 s (its restart takes the dead member out of the group, then a rebalance), but a
+    /// process killed again before its own join is answered leaves a member no one can name, which the group waits
+    /// out (about 6.5 s): the second payment-service kill here. The slowest order took 9.4 to 9.7 s in the runs
+    /// docs/runtime.md lists; the 45 s ceiling catches a regression, and the figures are printed.
     @Test func aServiceKilledEveryTwoSecondsLosesNothingAndEveryOrderEnds() async throws {
         let shop = try await Shop()
         let generator = try await startGenerator(shop, seed: 21)
