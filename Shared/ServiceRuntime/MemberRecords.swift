@@ -77,12 +77,16 @@ public final class MemberRecords: Sendable {
     public func removeDeadMembers(bootstrapServers: String, logger: Logger) -> [String] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
         var removed: [String] = []
-        for name in names.sorted() where !name.hasPrefix(".") {
+        for name in names.sorted() {
             let path = "\(directory)/\(name)"
             let descriptor = open(path, O_RDWR | O_CLOEXEC)
             guard descriptor >= 0 else { continue }
             defer { close(descriptor) }
             guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else { continue }  // its instance is alive
+            if name.hasPrefix(".") {
+                unlink(path)  // staged by an instance that died before naming it
+                continue
+            }
             guard let data = FileManager.default.contents(atPath: path), let record = try? JSONDecoder().decode(Record.self, from: data) else {
                 unlink(path)  // a file its instance died writing
                 continue

@@ -34,13 +34,14 @@ import Testing
         #expect(files(mine).isEmpty)
     }
 
-    @Test func aDeadInstancesFileGoesOnceTheCoordinatorHasNoSuchMemberAndAnUnreadableOneAtOnce() throws {
+    @Test func aDeadInstancesFileGoesOnceTheCoordinatorHasNoSuchMemberAndAnUnreadableOrUnnamedOneAtOnce() throws {
         let records = MemberRecords(databasePath: databasePath)
         try FileManager.default.createDirectory(atPath: records.directory, withIntermediateDirectories: true)
         // What a killed instance leaves: its file, no longer locked.
         let dead = #"{"group":"payments","memberId":"0x2","instance":"payment-service-1","pid":1}"#
         try dead.write(toFile: records.directory + "/member-0x2.json", atomically: true, encoding: .utf8)
         try "{".write(toFile: records.directory + "/member-0x3.json", atomically: true, encoding: .utf8)
+        try "".write(toFile: records.directory + "/.4242.staging", atomically: true, encoding: .utf8)
 
         // The cluster cannot be reached: the member is not known to be out of its group, so its file stays.
         #expect(records.removeDeadMembers(bootstrapServers: "127.0.0.1:1", logger: logger).isEmpty)
