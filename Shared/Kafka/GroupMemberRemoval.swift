@@ -21,8 +21,7 @@ public enum GroupMemberRemoval {
         var body = KafkaRequestBody()
         body.append(string: group)
         body.append(string: member)
-        var response = try KafkaWireConnection(host: coordinator.host, port: coordinator.port, timeout: timeout)
-            .roundTrip(apiKey: 13, body: body)
+        var response = try KafkaWireConnection.roundTrip(.leaveGroup, body, to: coordinator.host, port: coordinator.port, timeout: timeout)
         let code = Int32(try response.int16())
         switch code {
         case 0: return .removed
@@ -39,7 +38,7 @@ public enum GroupMemberRemoval {
             do {
                 var body = KafkaRequestBody()
                 body.append(string: group)
-                var response = try KafkaWireConnection(host: host, port: port, timeout: timeout).roundTrip(apiKey: 10, body: body)
+                var response = try KafkaWireConnection.roundTrip(.findCoordinator, body, to: host, port: port, timeout: timeout)
                 let code = try response.int16()
                 guard code == 0 else {
                     throw KafkaError.from(rd_kafka_resp_err_t(rawValue: Int32(code)), operation: "find the coordinator of group \(group)")
@@ -93,12 +92,25 @@ struct KafkaResponseReader {
     }
 }
 
-/// One blocking TCP connection to a broker, closed when the round trip is done.
+/// The requests Emporium sends without librdkafka, by Kafka's API keys.
+enum KafkaRequestKind: Int16 {
+    case findCoordinator = 10
+    case leaveGroup = 13
+}
+
+/// One blocking TCP connection to a broker, for one request and its response.
 struct KafkaWireConnection {
     private let descriptor: Int32
     private let peer: String
 
-    init(host: String, port: Int, timeout: Duration) throws {
+    /// Connects, sends one version-0 request, and returns its response after the correlation ID.
+    static func roundTrip(_ kind: KafkaRequestKind, _ body: KafkaRequestBody, to host: String, port: Int, timeout: Duration) throws -> KafkaResponseReader {
+        let connection = try KafkaWireConnection(host: host, port: port, timeout: timeout)
+        defer { close(connection.descriptor) }
+        return try connection.exchange(kind, body)
+    }
+
+    private init(host: String, port: Int, timeout: Duration) throws {
         peer = "\(host):\(port)"
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
@@ -110,6 +122,7 @@ struct KafkaWireConnection {
         defer { freeaddrinfo(found) }
         let descriptor = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
         guard descriptor >= 0 else { throw KafkaError.connection("no socket for \(peer): \(String(cString: strerror(errno)))") }
+        // On Linux the send timeout also bounds connect().
         var limit = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
@@ -121,11 +134,9 @@ struct KafkaWireConnection {
         self.descriptor = descriptor
     }
 
-    /// Sends one version-0 request and returns its response after the correlation ID; closes the connection.
-    func roundTrip(apiKey: Int16, body: KafkaRequestBody) throws -> KafkaResponseReader {
-        defer { close(descriptor) }
+    private func exchange(_ kind: KafkaRequestKind, _ body: KafkaRequestBody) throws -> KafkaResponseReader {
         var request = KafkaRequestBody()
-        request.append(int16: apiKey)
+        request.append(int16: kind.rawValue)
         request.append(int16: 0)  // API version
         request.append(int32: 1)  // correlation ID
         request.append(string: "emporium")
