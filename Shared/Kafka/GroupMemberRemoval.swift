@@ -155,6 +155,7 @@ struct KafkaWireConnection {
         var sent = 0
         while sent < bytes.count {
             let count = bytes[sent...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if count < 0 && errno == EINTR { continue }
             guard count > 0 else { throw KafkaError.connection("cannot send to \(peer): \(String(cString: strerror(errno)))") }
             sent += count
         }
@@ -165,6 +166,7 @@ struct KafkaWireConnection {
         var received = 0
         while received < count {
             let got = bytes[received...].withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if got < 0 && errno == EINTR { continue }
             guard got > 0 else {
                 throw KafkaError.connection(got == 0 ? "\(peer) closed the connection" : "no answer from \(peer): \(String(cString: strerror(errno)))")
             }
