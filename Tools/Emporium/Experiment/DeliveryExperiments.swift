@@ -119,16 +119,22 @@ struct ExactlyOnceEffects: Experiment {
     func run(_ lab: Lab) async throws -> Verdict {
         try await lab.startShop()
         let shop = lab.shop
-        lab.step("placing orders at 30/s for 20 s and killing a consumer with kill -9 every 2 s, each while its outbox has rows in flight")
+        lab.step("placing orders at 30/s for 20 s; every 2.5 s or so a consumer is paused for a second, then killed with kill -9 while its outbox has rows in flight")
         async let load = shop.generate(orders: 600, seed: lab.seed, rate: 30)
         var behind: Int64 = 0
         var kills = 0
         let victims = ["payment-service", "inventory-service", "notification-service"]
         for round in 0..<8 {
-            try await Task.sleep(for: .seconds(2))
+            try await Task.sleep(for: .seconds(1))
             guard let victim = shop.instances.first(where: { $0.service == victims[round % victims.count] }) else { continue }
+            // Paused for a second (as a long GC pause or a stalled disk would pause it), the victim finds its input
+            // piled up in Kafka when it resumes: it applies it as one larger batch and publishes what that caused,
+            // which keeps the window between the commits this experiment is about open for more than a moment.
+            kill(victim.pid, SIGSTOP)
+            try await Task.sleep(for: .seconds(1))
+            kill(victim.pid, SIGCONT)
             // Aim the kill at a moment with work in flight: rows in its outbox mean a batch was just applied and
-            // its events are being published, which is the window between the commits this experiment is about.
+            // its events are being published.
             let aimed = ContinuousClock.now + .seconds(1)
             while ContinuousClock.now < aimed, (await shop.status(of: victim)?.outboxDepth ?? 0) == 0 {
                 try await Task.sleep(for: .milliseconds(5))
