@@ -93,6 +93,7 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
         var outcome = BatchOutcome()
         let now = Date()
         var offsets = try Inbox.nextOffsets(group: group, in: db)
+        var awaitsReplays = try Inbox.awaitsReplays(group: group, in: db)
         var failure: HandlerFailure?
         for index in messages.indices {
             let message = messages[index]
@@ -102,7 +103,7 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
                 continue
             }
             let tries = index == messages.startIndex ? attempt : 1
-            if let error = try apply(message, in: db, now: now, attempt: tries, outcome: &outcome) {
+            if let error = try apply(message, in: db, now: now, attempt: tries, awaitsReplays: &awaitsReplays, outcome: &outcome) {
                 failure = HandlerFailure(index: index, type: message.header(Wire.Header.eventType) ?? "?",
                                          eventId: message.header(Wire.Header.eventId) ?? "?", error: "\(error)")
                 break
@@ -114,7 +115,11 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
     }
 
     /// Applies one message; returns the handler's error if it failed and may be tried again.
-    private func apply(_ message: ConsumedMessage, in db: Database, now: Date, attempt: Int, outcome: inout BatchOutcome) throws -> (any Error)? {
+    /// `awaitsReplays` says whether this group has dead-lettered events a replay may bring back: rarely, so the
+    /// batch asks once rather than every event.
+    private func apply(
+        _ message: ConsumedMessage, in db: Database, now: Date, attempt: Int, awaitsReplays: inout Bool, outcome: inout BatchOutcome
+    ) throws -> (any Error)? {
         let envelope: Envelope
         do {
             let (type, _) = try Wire.route(message)
@@ -128,20 +133,25 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
             try deadLetter(message, reason: error.description, in: db, outcome: &outcome)
             return nil
         }
-        if try Inbox.contains(envelope.eventId, in: db) {
-            outcome.duplicates += 1
-            outcome.tally.count(message, .duplicate)
-            return nil
-        }
         let cause = EventCause(
             eventId: envelope.eventId,
             trace: message.header(Wire.Header.traceparent).flatMap(TraceContext.init(traceparent:)) ?? .newTrace())
+        var duplicate = false
         do {
             var emitted: [Envelope] = []
-            try db.inSavepoint {
+            try Savepoint.run(in: db) {
+                // Recorded first, so that the insert is also the duplicate check; a failure rolls it back with the rest.
+                guard try Inbox.record(envelope.eventId, in: db) else {
+                    duplicate = true
+                    return
+                }
                 emitted = try Outbox.append(handler.handle(envelope, in: db), cause: cause, source: source, in: db)
                 try handler.emitted(emitted, in: db)
-                return .commit
+            }
+            if duplicate {
+                outcome.duplicates += 1
+                outcome.tally.count(message, .duplicate)
+                return nil
             }
             outcome.applied += 1
             outcome.emitted += emitted.count
@@ -154,13 +164,13 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
             try deadLetter(message, reason: reason, in: db, outcome: &outcome)
             // Not recorded as processed: once its cause is fixed, a replay of this event must apply it.
             try Inbox.rememberDeadLettered(envelope.eventId, group: group, in: db)
+            awaitsReplays = true
             return nil
         }
         // A dead letter sent back by `emporium dlq replay` is this key's past, not a sequence going backwards.
-        if try !Inbox.forgetDeadLettered(envelope.eventId, group: group, in: db) {
+        if try !(awaitsReplays && Inbox.forgetDeadLettered(envelope.eventId, group: group, in: db)) {
             try Inbox.noteSequence(of: envelope, topic: message.topic, group: group, in: db)
         }
-        try Inbox.record(envelope.eventId, in: db)
         return nil
     }
 
@@ -169,5 +179,24 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
         try Outbox.append(DeadLetter.message(for: message, reason: reason, group: group), in: db)
         outcome.deadLettered += 1
         outcome.tally.count(message, .deadLettered)
+    }
+}
+
+/// A savepoint through statements each connection prepares once: `Database.inSavepoint` compiles its `SAVEPOINT`
+/// and `RELEASE` on every call, and the runtime opens one for every event it applies.
+enum Savepoint {
+    static func run(in db: Database, _ body: () throws -> Void) throws {
+        try db.cachedStatement(sql: "SAVEPOINT applying").execute()
+        do {
+            try body()
+        } catch {
+            // SQLite may have rolled the whole transaction back already (a full disk, say): then there is no savepoint.
+            if db.isInsideTransaction {
+                try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT applying").execute()
+                try db.cachedStatement(sql: "RELEASE SAVEPOINT applying").execute()
+            }
+            throw error
+        }
+        try db.cachedStatement(sql: "RELEASE SAVEPOINT applying").execute()
     }
 }

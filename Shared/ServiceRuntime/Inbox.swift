@@ -12,32 +12,40 @@ public enum Inbox {
         try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM processedEvent WHERE eventId = ?"), arguments: [eventId]) ?? false
     }
 
-    public static func record(_ eventId: String, in db: Database) throws {
-        try db.cachedStatement(sql: "INSERT INTO processedEvent (eventId, processedAt) VALUES (?, ?)")
+    /// Records the event as processed; false if it already was. One statement is both the check and the record.
+    @discardableResult
+    public static func record(_ eventId: String, in db: Database) throws -> Bool {
+        try db.cachedStatement(sql: "INSERT INTO processedEvent (eventId, processedAt) VALUES (?, ?) ON CONFLICT DO NOTHING")
             .execute(arguments: [eventId, Timestamp.now()])
+        return db.changesCount > 0
     }
 
     /// Notes the sequence of a new event this group handles. A consumer may skip types it does not react to,
     /// so what it handles of a key must increase, not necessarily by one; anything else is recorded as an anomaly.
+    /// The upsert leaves the row alone, and changes nothing, exactly when the sequence did not increase.
     static func noteSequence(of envelope: Envelope, topic: String, group: String, in db: Database) throws {
-        let previous = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT last FROM consumedSequence WHERE groupId = ? AND topic = ? AND key = ?"),
-            arguments: [group, topic, envelope.key])
-        if let previous, envelope.sequence <= previous {
-            try db.execute(sql: """
-                INSERT INTO sequenceAnomaly (groupId, topic, key, previous, received, eventId) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [group, topic, envelope.key, previous, envelope.sequence, envelope.eventId])
-        }
         try db.cachedStatement(sql: """
             INSERT INTO consumedSequence (groupId, topic, key, last) VALUES (?, ?, ?, ?)
-            ON CONFLICT (groupId, topic, key) DO UPDATE SET last = max(last, excluded.last)
+            ON CONFLICT (groupId, topic, key) DO UPDATE SET last = excluded.last WHERE excluded.last > consumedSequence.last
             """).execute(arguments: [group, topic, envelope.key, envelope.sequence])
+        guard db.changesCount == 0 else { return }
+        let previous = try Int64.fetchOne(
+            db, sql: "SELECT last FROM consumedSequence WHERE groupId = ? AND topic = ? AND key = ?",
+            arguments: [group, topic, envelope.key]) ?? 0
+        try db.execute(sql: """
+            INSERT INTO sequenceAnomaly (groupId, topic, key, previous, received, eventId) VALUES (?, ?, ?, ?, ?, ?)
+            """, arguments: [group, topic, envelope.key, previous, envelope.sequence, envelope.eventId])
     }
 
     /// An event whose handler kept failing went to the dead-letter topic unprocessed; remembering it lets
     /// its replay be told from a key's sequence going backwards.
     static func rememberDeadLettered(_ eventId: String, group: String, in db: Database) throws {
         try db.execute(sql: "INSERT OR IGNORE INTO deadLetteredEvent (groupId, eventId) VALUES (?, ?)", arguments: [group, eventId])
+    }
+
+    /// Whether the group has dead-lettered events a replay may bring back.
+    static func awaitsReplays(group: String, in db: Database) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM deadLetteredEvent WHERE groupId = ?)"), arguments: [group]) ?? false
     }
 
     /// True (and forgotten) if this event was dead-lettered by this group and now comes back.

@@ -1,3 +1,4 @@
+import Foundation
 import DomainEvents
 import GRDB
 import Kafka
@@ -82,5 +83,51 @@ import Testing
             #expect(trace.traceId == causeTrace.traceId && trace.spanId != causeTrace.spanId)
         }
         #expect(lastSequence == ["customer-0": 10, "customer-1": 10, "customer-2": 10])
+    }
+
+    /// Each event's inbox row is written first in its savepoint: a handler that fails for good takes it back with
+    /// everything else, so that a replay of the event, once its cause is fixed, is applied and not skipped.
+    @Test func anEventWhoseHandlerFailsForGoodIsNotRecordedAsProcessed() async throws {
+        let fixture = try RuntimeFixture(partitions: 1)
+        let database = try fixture.openDatabase()
+        let failing = try placed("order-x", customer: ConfirmingHandler.failingCustomer, sequence: 1, offset: 0)
+        let fine = try placed("order-y", customer: "customer-1", sequence: 1, offset: 1)
+
+        let outcome = try await database.write { db in try fixture.processor().process([failing, fine], in: db) }
+
+        #expect(outcome.deadLettered == 1 && outcome.applied == 1)
+        let recorded = try await database.read { db in try String.fetchAll(db, sql: "SELECT eventId FROM processedEvent") }
+        #expect(recorded == [fine.header(Wire.Header.eventId)!])
+    }
+
+    /// A consumer may skip types it does not react to, so a key's sequence must rise, not by one; a sequence that
+    /// does not rise is applied and recorded as an anomaly with what came before.
+    @Test func aKeysSequenceThatDoesNotRiseIsRecordedAsAnAnomaly() async throws {
+        let fixture = try RuntimeFixture(partitions: 1)
+        let database = try fixture.openDatabase()
+        let messages = try [3, 5, 4, 5, 6].enumerated().map { offset, sequence in
+            try placed("order-\(offset)", customer: "customer-1", sequence: sequence, offset: Int64(offset))
+        }
+
+        let outcome = try await database.write { db in try fixture.processor().process(messages, in: db) }
+
+        #expect(outcome.applied == 5)
+        let anomalies = try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT previous, received FROM sequenceAnomaly ORDER BY id").map { [$0["previous"], $0["received"]] as [Int64] }
+        }
+        #expect(anomalies == [[5, 4], [5, 5]])
+        let last = try await database.read { db in try Int64.fetchOne(db, sql: "SELECT last FROM consumedSequence WHERE key = 'customer-1'") }
+        #expect(last == 6)
+    }
+
+    /// An `OrderPlaced` as a consumer reads it, with a fresh event ID.
+    private func placed(_ orderId: String, customer: String, sequence: Int, offset: Int64) throws -> ConsumedMessage {
+        let event = DomainEvent.orderPlaced(OrderPlaced(
+            orderId: orderId, customerId: customer,
+            lines: [OrderLine(productId: "product-1", quantity: 1, unitPriceCents: 500)], totalCents: 500, currency: "EUR"))
+        let envelope = Envelope(eventId: UUID().uuidString.lowercased(), key: customer, sequence: Int64(sequence), correlationId: orderId,
+                                causationId: nil, occurredAt: Timestamp.now(), source: "test", event: event)
+        let message = try Wire.message(for: envelope, traceparent: nil)
+        return ConsumedMessage(topic: message.topic, partition: 0, offset: offset, key: message.key, value: message.value, headers: message.headers)
     }
 }
