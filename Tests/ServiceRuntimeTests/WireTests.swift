@@ -161,4 +161,21 @@ import Testing
         #expect(child.spanId != parent.spanId && child.spanId.count == 16)
         #expect(TraceContext(traceparent: "not-a-trace") == nil)
     }
+
+    @Test func aTraceparentIsReadAsW3CWritesIt() throws {
+        let upper = try #require(TraceContext(traceparent: "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-00"))
+        #expect(upper.traceId == "0af7651916cd43dd8448eb211c80319c" && upper.spanId == "b7ad6b7169203331")
+        #expect(upper.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        for invalid in [
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  // a version this reader does not know
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",  // the all-zero trace ID
+            "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",   // a trace ID one digit short
+            "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01",  // not hexadecimal
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1",   // flags one digit short
+            "00_0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_01",
+            "",
+        ] {
+            #expect(TraceContext(traceparent: invalid) == nil, "\(invalid)")
+        }
+    }
 }
