@@ -119,6 +119,11 @@ public enum Outbox {
             """, arguments: [topic, key, last])
     }
 
+    /// The oldest rows waiting, in the order they were written: what the relay publishes next.
+    static func oldest(_ limit: Int, in db: Database) throws -> [OutboxRow] {
+        try OutboxRow.fetchAll(db.cachedStatement(sql: "SELECT * FROM outbox ORDER BY id LIMIT ?"), arguments: [limit])
+    }
+
     public static func pendingCount(in db: Database) throws -> Int {
         try OutboxRow.fetchCount(db)
     }

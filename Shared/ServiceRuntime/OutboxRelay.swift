@@ -164,9 +164,8 @@ public final class OutboxRelay: Service {
     /// `parkedOutboxRow`, where `emporium dlq parked` shows it, so that nothing behind it waits. The next
     /// attempt starts at the first row not settled, which keeps each key's order.
     private func publishBatch(through producer: KafkaProducer) async throws -> Bool {
-        let rows = try await database.read { db in
-            try OutboxRow.order(Column("id")).limit(self.batchSize).fetchAll(db)
-        }
+        let batchSize = self.batchSize
+        let rows = try await database.read { db in try Outbox.oldest(batchSize, in: db) }
         guard !rows.isEmpty else { return false }
         let sent = ContinuousClock.now
         let results = await producer.send(rows.map(\.message))
