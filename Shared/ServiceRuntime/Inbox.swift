@@ -8,12 +8,7 @@ import Kafka
 public enum Inbox {
     // These run for every event, so they use cached statements: compiling SQL each time costs more than running it.
 
-    public static func contains(_ eventId: String, in db: Database) throws -> Bool {
-        try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM processedEvent WHERE eventId = ?"), arguments: [eventId]) ?? false
-    }
-
     /// Records the event as processed; false if it already was. One statement is both the check and the record.
-    @discardableResult
     public static func record(_ eventId: String, in db: Database) throws -> Bool {
         try db.cachedStatement(sql: "INSERT INTO processedEvent (eventId, processedAt) VALUES (?, ?) ON CONFLICT DO NOTHING")
             .execute(arguments: [eventId, Timestamp.now()])
