@@ -157,7 +157,7 @@ let package = Package(
         .testTarget(
             name: "SagaTests",
             dependencies: [
-                "PaymentService", "InventoryService", "ServiceRuntime", "DomainEvents", "Catalogue", "Kafka",
+                "OrderService", "PaymentService", "InventoryService", "NotificationService", "ServiceRuntime", "DomainEvents", "Catalogue", "Kafka",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,10 +1,25 @@
 import Catalogue
 import GRDB
+import ServiceRuntime
 
 /// Units on hand per product.
-struct Stock: Codable, FetchableRecord, PersistableRecord {
+struct Stock: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     var productId: String
     var available: Int
+
+    static let columns = ["productId", "available"]
+    var values: [DatabaseValue] { [productId.databaseValue, available.databaseValue] }
+
+    /// Read by hand for the reason `ListedColumns` gives: every line of every placement reads its stock.
+    init(row: Row) throws {
+        productId = try row.decode(forColumn: "productId")
+        available = try row.decode(forColumn: "available")
+    }
+
+    init(productId: String, available: Int) {
+        self.productId = productId
+        self.available = available
+    }
 
     /// Adds units (released or restocked) and returns the stock after the movement.
     static func release(_ quantity: Int, of productId: String, in db: Database) throws -> Int {
@@ -14,22 +29,31 @@ struct Stock: Codable, FetchableRecord, PersistableRecord {
 }
 
 /// Units held for one line of an order until the order is confirmed or cancelled.
-struct Reservation: Codable, FetchableRecord, PersistableRecord {
+struct Reservation: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     var orderId: String
     var productId: String
     var quantity: Int
     var released: Bool
+
+    static let columns = ["orderId", "productId", "quantity", "released"]
+    var values: [DatabaseValue] { [orderId.databaseValue, productId.databaseValue, quantity.databaseValue, released.databaseValue] }
 }
 
 /// An order that could not be reserved, so that a redelivered placement is not reserved later.
-struct Shortage: Codable, FetchableRecord, PersistableRecord {
+struct Shortage: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     var orderId: String
+
+    static let columns = ["orderId"]
+    var values: [DatabaseValue] { [orderId.databaseValue] }
 }
 
 /// An order cancelled before this service reserved anything for it, so that its placement, arriving late
 /// from a dead-letter replay, reserves nothing for an order nothing will release.
-struct EndedOrder: Codable, FetchableRecord, PersistableRecord {
+struct EndedOrder: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     var orderId: String
+
+    static let columns = ["orderId"]
+    var values: [DatabaseValue] { [orderId.databaseValue] }
 }
 
 enum InventorySchema {

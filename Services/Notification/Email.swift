@@ -5,7 +5,7 @@ import ServiceRuntime
 
 /// One email per order outcome. Its notification ID and Message-ID derive from the order and the outcome, so a
 /// reprocessed outcome records the same email and a duplicate delivery shows.
-struct Email: Codable, FetchableRecord, PersistableRecord {
+struct Email: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     var orderId: String
     var customerId: String
     var kind: NotificationKind
@@ -27,6 +27,37 @@ struct Email: Codable, FetchableRecord, PersistableRecord {
         self.subject = subject
         self.body = body
         createdAt = Timestamp.now()
+    }
+
+    static let columns = [
+        "orderId", "customerId", "kind", "notificationId", "messageId", "subject", "body", "createdAt",
+        "writtenAt", "failedAt", "failureReason",
+    ]
+
+    var values: [DatabaseValue] {
+        [
+            orderId.databaseValue, customerId.databaseValue, kind.rawValue.databaseValue, notificationId.databaseValue,
+            messageId.databaseValue, subject.databaseValue, body.databaseValue, createdAt.databaseValue,
+            writtenAt.databaseValue, failedAt.databaseValue, failureReason.databaseValue,
+        ]
+    }
+
+    /// Read by hand for the reason `ListedColumns` gives: the mail writer reads every email it delivers.
+    init(row: Row) throws {
+        orderId = try row.decode(forColumn: "orderId")
+        customerId = try row.decode(forColumn: "customerId")
+        guard let kind = try row.decodeIfPresent(NotificationKind.self, forColumn: "kind") else {
+            throw DatabaseError(message: "an email without a kind")
+        }
+        self.kind = kind
+        notificationId = try row.decode(forColumn: "notificationId")
+        messageId = try row.decode(forColumn: "messageId")
+        subject = try row.decode(forColumn: "subject")
+        body = try row.decode(forColumn: "body")
+        createdAt = try row.decode(forColumn: "createdAt")
+        writtenAt = try row.decode(forColumn: "writtenAt")
+        failedAt = try row.decode(forColumn: "failedAt")
+        failureReason = try row.decode(forColumn: "failureReason")
     }
 
     static let sender = "orders@emporium.example"

@@ -1,12 +1,13 @@
 import DomainEvents
 import Foundation
 import GRDB
+import ServiceRuntime
 
 /// An order and where it stands in the saga: pending until confirmed or cancelled, exactly once.
-struct Order: Codable, FetchableRecord, PersistableRecord {
+struct Order: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     static let databaseTableName = "customerOrder"
 
-    enum Status: String, Codable { case pending, confirmed, cancelled }
+    enum Status: String, Codable, DatabaseValueConvertible { case pending, confirmed, cancelled }
 
     var orderId: String
     var customerId: String
@@ -21,6 +22,37 @@ struct Order: Codable, FetchableRecord, PersistableRecord {
     var idempotencyKey: String?
     var createdAt: String
     var updatedAt: String
+
+    static let columns = [
+        "orderId", "customerId", "status", "reason", "detail", "totalCents", "currency", "lineCount",
+        "paymentAuthorized", "reservedLines", "idempotencyKey", "createdAt", "updatedAt",
+    ]
+
+    var values: [DatabaseValue] {
+        [
+            orderId.databaseValue, customerId.databaseValue, status.databaseValue, reason?.rawValue.databaseValue ?? .null,
+            detail.databaseValue, totalCents.databaseValue, currency.databaseValue, lineCount.databaseValue,
+            paymentAuthorized.databaseValue, reservedLines.databaseValue, idempotencyKey.databaseValue,
+            createdAt.databaseValue, updatedAt.databaseValue,
+        ]
+    }
+
+    /// Read by hand for the reason `ListedColumns` gives: every event order-service applies reads its order.
+    init(row: Row) throws {
+        orderId = try row.decode(forColumn: "orderId")
+        customerId = try row.decode(forColumn: "customerId")
+        status = try row.decode(forColumn: "status")
+        reason = try row.decodeIfPresent(CancellationReason.self, forColumn: "reason")
+        detail = try row.decode(forColumn: "detail")
+        totalCents = try row.decode(forColumn: "totalCents")
+        currency = try row.decode(forColumn: "currency")
+        lineCount = try row.decode(forColumn: "lineCount")
+        paymentAuthorized = try row.decode(forColumn: "paymentAuthorized")
+        reservedLines = try row.decode(forColumn: "reservedLines")
+        idempotencyKey = try row.decode(forColumn: "idempotencyKey")
+        createdAt = try row.decode(forColumn: "createdAt")
+        updatedAt = try row.decode(forColumn: "updatedAt")
+    }
 
     /// A new order as its `OrderPlaced` describes it, created when that event was.
     init(_ placed: OrderPlaced, placedAt: String, idempotencyKey: String?) {
@@ -39,9 +71,9 @@ struct Order: Codable, FetchableRecord, PersistableRecord {
 
     /// Writes the order with its lines.
     func insert(with lines: [OrderLine], in db: Database) throws {
-        try insert(db)
+        try insertCached(db)
         for line in lines {
-            try OrderLineRow(orderId: orderId, productId: line.productId, quantity: line.quantity, unitPriceCents: line.unitPriceCents).insert(db)
+            try OrderLineRow(orderId: orderId, productId: line.productId, quantity: line.quantity, unitPriceCents: line.unitPriceCents).insertCached(db)
         }
     }
 
@@ -71,22 +103,30 @@ struct Order: Codable, FetchableRecord, PersistableRecord {
     }
 }
 
-struct OrderLineRow: Codable, FetchableRecord, PersistableRecord {
+struct OrderLineRow: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     static let databaseTableName = "orderLine"
     var orderId: String
     var productId: String
     var quantity: Int
     var unitPriceCents: Int
+
+    static let columns = ["orderId", "productId", "quantity", "unitPriceCents"]
+    var values: [DatabaseValue] { [orderId.databaseValue, productId.databaseValue, quantity.databaseValue, unitPriceCents.databaseValue] }
 }
 
 /// Every event that touched an order, in the order order-service saw them.
-struct TimelineEntry: Codable, FetchableRecord, PersistableRecord {
+struct TimelineEntry: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     static let databaseTableName = "timelineEntry"
     var orderId: String
     var eventId: String
     var type: String
     var source: String
     var occurredAt: String
+
+    static let columns = ["orderId", "eventId", "type", "source", "occurredAt"]
+    var values: [DatabaseValue] {
+        [orderId.databaseValue, eventId.databaseValue, type.databaseValue, source.databaseValue, occurredAt.databaseValue]
+    }
 
     init(_ envelope: Envelope) {
         orderId = envelope.correlationId ?? ""

@@ -116,7 +116,7 @@ struct OrderAPI {
         let order = Order(placed, placedAt: envelopes[0].occurredAt, idempotencyKey: idempotencyKey)
         try order.insert(with: lines, in: db)
         let entry = TimelineEntry(envelopes[0])
-        try entry.insert(db)
+        try entry.insertCached(db)
         return (OrderView(order, lines: lines, timeline: [entry]), placed)
     }
 }

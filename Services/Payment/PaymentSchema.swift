@@ -3,16 +3,32 @@ import GRDB
 import ServiceRuntime
 
 /// A customer's credit: the limit, and the open holds (authorized, neither captured nor refunded yet) against it.
-struct CustomerCredit: Codable, FetchableRecord, PersistableRecord {
+struct CustomerCredit: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     static let databaseTableName = "customerCredit"
     var customerId: String
     var limitCents: Int
     var heldCents: Int
+
+    static let columns = ["customerId", "limitCents", "heldCents"]
+    var values: [DatabaseValue] { [customerId.databaseValue, limitCents.databaseValue, heldCents.databaseValue] }
+
+    /// Read by hand for the reason `ListedColumns` gives: every placement payment-service applies reads one.
+    init(row: Row) throws {
+        customerId = try row.decode(forColumn: "customerId")
+        limitCents = try row.decode(forColumn: "limitCents")
+        heldCents = try row.decode(forColumn: "heldCents")
+    }
+
+    init(customerId: String, limitCents: Int, heldCents: Int) {
+        self.customerId = customerId
+        self.limitCents = limitCents
+        self.heldCents = heldCents
+    }
 }
 
 /// One payment per order: authorized (a hold) or declined, then captured or refunded, which ends the hold.
-struct Payment: Codable, FetchableRecord, PersistableRecord {
-    enum Status: String, Codable { case authorized, declined, captured, refunded }
+struct Payment: Codable, FetchableRecord, PersistableRecord, ListedColumns {
+    enum Status: String, Codable, DatabaseValueConvertible { case authorized, declined, captured, refunded }
 
     var orderId: String
     var customerId: String
@@ -31,6 +47,21 @@ struct Payment: Codable, FetchableRecord, PersistableRecord {
         self.status = status
     }
 
+    static let columns = ["orderId", "customerId", "paymentId", "amountCents", "currency", "status"]
+    var values: [DatabaseValue] {
+        [orderId.databaseValue, customerId.databaseValue, paymentId.databaseValue, amountCents.databaseValue, currency.databaseValue, status.databaseValue]
+    }
+
+    /// Read by hand for the reason `ListedColumns` gives: every capture and refund reads its payment.
+    init(row: Row) throws {
+        orderId = try row.decode(forColumn: "orderId")
+        customerId = try row.decode(forColumn: "customerId")
+        paymentId = try row.decode(forColumn: "paymentId")
+        amountCents = try row.decode(forColumn: "amountCents")
+        currency = try row.decode(forColumn: "currency")
+        status = try row.decode(forColumn: "status")
+    }
+
     /// Captures or refunds an authorized payment and releases its hold; nil if there is no hold to end.
     static func endHold(of orderId: String, as status: Status, in db: Database) throws -> Payment? {
         guard var payment = try fetchOne(db, where: "orderId", is: orderId), payment.status == .authorized else { return nil }
@@ -45,8 +76,11 @@ struct Payment: Codable, FetchableRecord, PersistableRecord {
 
 /// An order that ended (cancelled) before this service authorized anything for it, so that its placement,
 /// arriving late from a dead-letter replay, neither holds credit nor charges for an order nothing will confirm.
-struct EndedOrder: Codable, FetchableRecord, PersistableRecord {
+struct EndedOrder: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     var orderId: String
+
+    static let columns = ["orderId"]
+    var values: [DatabaseValue] { [orderId.databaseValue] }
 }
 
 enum PaymentSchema {

@@ -3,8 +3,22 @@ import GRDB
 // GRDB's query interface (`Record.fetchOne(db, key:)`, `record.insert(db)`, `update`, `save`) writes its SQL
 // and has SQLite prepare and authorize it on every call. On the path every consumed event takes, that cost
 // more than running the queries: in a profile of order-service under load, `fetchOne(_:key:)` alone took 11 % of
-// its CPU, most of it building and preparing SQL. These keep GRDB's records (their Codable columns, their
-// decoding) and run them through statements each connection prepares once (`Database.cachedStatement`).
+// its CPU, most of it building and preparing SQL. These run reads and writes of the hot rows through statements
+// each connection prepares once (`Database.cachedStatement`).
+
+/// A record the hot path writes through cached statements: its columns, named once, and their values in the
+/// same order.
+///
+/// Listed by hand because GRDB's Codable encoding of a record (a keyed encoder filling an ordered dictionary,
+/// copied into a `Dictionary` that then had to be sorted so that the SQL came out the same each time) cost
+/// about 3 % of the whole shop's CPU at saturation, more than the statements it fed. Each conforming record's
+/// listing is checked against its Codable encoding by a test (`ListedColumnsTests`), so the two cannot drift.
+public protocol ListedColumns: TableRecord {
+    /// Every column the record writes.
+    static var columns: [String] { get }
+    /// The record's values, in the order of `columns`.
+    var values: [DatabaseValue] { get }
+}
 
 extension FetchableRecord where Self: TableRecord {
     /// The record whose `column` holds `value`, or nil.
@@ -20,39 +34,45 @@ extension TableRecord {
     }
 }
 
-extension EncodableRecord where Self: TableRecord {
+extension ListedColumns {
     /// Inserts the record's columns.
     public func insertCached(_ db: Database) throws {
-        let (columns, values) = try encodedColumns()
-        try db.cachedStatement(sql: "INSERT INTO \"\(Self.databaseTableName)\" (\(columns.quoted)) VALUES (\(columns.placeholders))")
+        try db.cachedStatement(sql: "INSERT INTO \"\(Self.databaseTableName)\" (\(Self.columns.quoted)) VALUES (\(Self.columns.placeholders))")
             .execute(arguments: StatementArguments(values))
     }
 
     /// Updates every column of the row whose `key` column holds the record's own value for it.
     public func updateCached(_ db: Database, key: String) throws {
-        let (columns, values) = try encodedColumns()
+        let columns = Self.columns
         guard let keyIndex = columns.firstIndex(of: key) else { throw DatabaseError(message: "\(Self.self) has no column \(key)") }
-        let others = columns.indices.filter { $0 != keyIndex }
+        let values = values
+        var arguments = values
+        arguments.remove(at: keyIndex)
+        arguments.append(values[keyIndex])
         try db.cachedStatement(sql: """
-            UPDATE "\(Self.databaseTableName)" SET \(others.map { "\"\(columns[$0])\" = ?" }.joined(separator: ", ")) WHERE "\(key)" = ?
-            """).execute(arguments: StatementArguments(others.map { values[$0] } + [values[keyIndex]]))
+            UPDATE "\(Self.databaseTableName)" SET \(columns.filter { $0 != key }.map { "\"\($0)\" = ?" }.joined(separator: ", ")) WHERE "\(key)" = ?
+            """).execute(arguments: StatementArguments(arguments))
     }
 
     /// Inserts the record, or updates every other column of the row whose `key` (its primary key) it shares.
     public func upsertCached(_ db: Database, key: String) throws {
-        let (columns, values) = try encodedColumns()
-        let updates = columns.filter { $0 != key }.map { "\"\($0)\" = excluded.\"\($0)\"" }
+        let updates = Self.columns.filter { $0 != key }.map { "\"\($0)\" = excluded.\"\($0)\"" }
         let onConflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
         try db.cachedStatement(sql: """
-            INSERT INTO "\(Self.databaseTableName)" (\(columns.quoted)) VALUES (\(columns.placeholders)) ON CONFLICT ("\(key)") \(onConflict)
+            INSERT INTO "\(Self.databaseTableName)" (\(Self.columns.quoted)) VALUES (\(Self.columns.placeholders)) ON CONFLICT ("\(key)") \(onConflict)
             """).execute(arguments: StatementArguments(values))
     }
+}
 
-    /// Column names in a fixed order (so that the SQL, and so the cached statement, is the same every call) and
-    /// their values, encoded as GRDB encodes the record.
-    private func encodedColumns() throws -> (columns: [String], values: [DatabaseValue]) {
-        let encoded = try databaseDictionary.sorted { $0.key < $1.key }
-        return (encoded.map(\.key), encoded.map(\.value))
+extension Row {
+    /// A column holding the raw value of an enum from another module (so not `DatabaseValueConvertible`), nil
+    /// for NULL. A value the enum does not know is an error, as it is when GRDB decodes the record with Codable.
+    public func decodeIfPresent<T: RawRepresentable>(_ type: T.Type, forColumn column: String) throws -> T? where T.RawValue == String {
+        guard let raw = try decode(String?.self, forColumn: column) else { return nil }
+        guard let value = T(rawValue: raw) else {
+            throw DatabaseError(message: "\(column) holds '\(raw)', which is no \(T.self)")
+        }
+        return value
     }
 }
 

@@ -22,6 +22,17 @@ public struct OutboxRow: Codable, Sendable, FetchableRecord, PersistableRecord {
         createdAt = Timestamp.now()
     }
 
+    /// Read by hand rather than through Codable: the relay reads every row, and GRDB's Codable decoding of
+    /// them cost more than reading them (see `ListedColumns`).
+    public init(row: Row) throws {
+        id = try row.decode(forColumn: "id")
+        topic = try row.decode(forColumn: "topic")
+        key = try row.decode(forColumn: "key")
+        value = try row.decode(forColumn: "value")
+        headers = try row.decode(forColumn: "headers")
+        createdAt = try row.decode(forColumn: "createdAt")
+    }
+
     public var message: OutgoingMessage {
         OutgoingMessage(topic: topic, key: key.map { Array($0) }, value: Array(value), headers: HeaderCodec.decode(headers))
     }
