@@ -165,7 +165,9 @@ struct OrderView: Codable {
     }
 
     static func load(byIdempotencyKey key: String, in db: Database) throws -> OrderView? {
-        guard let id = try String.fetchOne(db, sql: "SELECT orderId FROM customerOrder WHERE idempotencyKey = ?", arguments: [key]) else { return nil }
+        // Asked for every placement that carries a key (most do): through a statement prepared once.
+        let statement = try db.cachedStatement(sql: "SELECT orderId FROM customerOrder WHERE idempotencyKey = ?")
+        guard let id = try String.fetchOne(statement, arguments: [key]) else { return nil }
         return try load(id, in: db, withTimeline: true)
     }
 
