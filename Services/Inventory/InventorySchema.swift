@@ -10,21 +10,19 @@ struct Stock: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     static let columns = ["productId", "available"]
     var values: [DatabaseValue] { [productId.databaseValue, available.databaseValue] }
 
-    /// Read by hand for the reason `ListedColumns` gives: every line of every placement reads its stock.
-    init(row: Row) throws {
-        productId = try row.decode(forColumn: "productId")
-        available = try row.decode(forColumn: "available")
-    }
-
-    init(productId: String, available: Int) {
-        self.productId = productId
-        self.available = available
-    }
-
     /// Adds units (released or restocked) and returns the stock after the movement.
     static func release(_ quantity: Int, of productId: String, in db: Database) throws -> Int {
         try Int.fetchOne(db, sql: "UPDATE stock SET available = available + ? WHERE productId = ? RETURNING available",
                          arguments: [quantity, productId])!
+    }
+}
+
+// In an extension, so that the struct keeps its memberwise initializer.
+extension Stock {
+    /// Read by hand for the reason `ListedColumns` gives: every line of every placement reads its stock.
+    init(row: Row) throws {
+        productId = try row.decode(forColumn: "productId")
+        available = try row.decode(forColumn: "available")
     }
 }
 

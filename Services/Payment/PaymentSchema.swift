@@ -11,18 +11,15 @@ struct CustomerCredit: Codable, FetchableRecord, PersistableRecord, ListedColumn
 
     static let columns = ["customerId", "limitCents", "heldCents"]
     var values: [DatabaseValue] { [customerId.databaseValue, limitCents.databaseValue, heldCents.databaseValue] }
+}
 
+// In an extension, so that the struct keeps its memberwise initializer.
+extension CustomerCredit {
     /// Read by hand for the reason `ListedColumns` gives: every placement payment-service applies reads one.
     init(row: Row) throws {
         customerId = try row.decode(forColumn: "customerId")
         limitCents = try row.decode(forColumn: "limitCents")
         heldCents = try row.decode(forColumn: "heldCents")
-    }
-
-    init(customerId: String, limitCents: Int, heldCents: Int) {
-        self.customerId = customerId
-        self.limitCents = limitCents
-        self.heldCents = heldCents
     }
 }
 

@@ -45,10 +45,8 @@ extension ListedColumns {
     public func updateCached(_ db: Database, key: String) throws {
         let columns = Self.columns
         guard let keyIndex = columns.firstIndex(of: key) else { throw DatabaseError(message: "\(Self.self) has no column \(key)") }
-        let values = values
         var arguments = values
-        arguments.remove(at: keyIndex)
-        arguments.append(values[keyIndex])
+        arguments.append(arguments.remove(at: keyIndex))
         try db.cachedStatement(sql: """
             UPDATE "\(Self.databaseTableName)" SET \(columns.filter { $0 != key }.map { "\"\($0)\" = ?" }.joined(separator: ", ")) WHERE "\(key)" = ?
             """).execute(arguments: StatementArguments(arguments))

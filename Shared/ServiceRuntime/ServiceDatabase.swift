@@ -108,16 +108,17 @@ public enum ServiceDatabase {
         // A table whose primary key is not its rowid keeps a second b-tree for that key, and every event wrote to
         // both: these three take a row or an update per event, so they keep their rows in their key's b-tree alone.
         migrator.registerMigration("runtime-5-keyed-tables-without-rowid") { db in
-            let tables: [(name: String, columns: [(String, String)], key: String)] = [
-                ("processedEvent", [("eventId", "TEXT"), ("processedAt", "TEXT")], #""eventId""#),
-                ("consumedSequence", [("groupId", "TEXT"), ("topic", "TEXT"), ("key", "TEXT"), ("last", "INTEGER")], #""groupId", "topic", "key""#),
-                ("keySequence", [("topic", "TEXT"), ("key", "TEXT"), ("last", "INTEGER")], #""topic", "key""#),
+            let tables: [(name: String, columns: [(String, String)], key: [String])] = [
+                ("processedEvent", [("eventId", "TEXT"), ("processedAt", "TEXT")], ["eventId"]),
+                ("consumedSequence", [("groupId", "TEXT"), ("topic", "TEXT"), ("key", "TEXT"), ("last", "INTEGER")], ["groupId", "topic", "key"]),
+                ("keySequence", [("topic", "TEXT"), ("key", "TEXT"), ("last", "INTEGER")], ["topic", "key"]),
             ]
+            func quoted(_ names: [String]) -> String { names.map { "\"\($0)\"" }.joined(separator: ", ") }
             for table in tables {
                 let definitions = table.columns.map { "\"\($0.0)\" \($0.1) NOT NULL" }.joined(separator: ", ")
-                let names = table.columns.map { "\"\($0.0)\"" }.joined(separator: ", ")
+                let names = quoted(table.columns.map(\.0))
                 try db.execute(sql: """
-                    CREATE TABLE \(table.name)New (\(definitions), PRIMARY KEY (\(table.key))) WITHOUT ROWID;
+                    CREATE TABLE \(table.name)New (\(definitions), PRIMARY KEY (\(quoted(table.key)))) WITHOUT ROWID;
                     INSERT INTO \(table.name)New (\(names)) SELECT \(names) FROM \(table.name);
                     DROP TABLE \(table.name);
                     ALTER TABLE \(table.name)New RENAME TO \(table.name);
