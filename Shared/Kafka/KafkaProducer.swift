@@ -1,4 +1,5 @@
 import CRdKafka
+import Dispatch
 import Logging
 import Synchronization
 
@@ -46,30 +47,49 @@ public final class KafkaProducer: Sendable {
     public func send(_ messages: [OutgoingMessage]) async -> [Result<DeliveryReport, KafkaError>] {
         guard !messages.isEmpty else { return [] }
         let pending = PendingDeliveries(count: messages.count)
+        var next = messages.startIndex
+        while let full = enqueue(messages, from: next, for: pending) {
+            await room.wait(after: full.generation)
+            next = full.index
+        }
+        return await pending.results()
+    }
+
+    /// The same, blocking the calling thread until every report is in: for a dedicated thread (the outbox
+    /// relay's), never a Swift concurrency one. Nothing is woken on the way but that thread.
+    public func sendBlocking(_ messages: [OutgoingMessage]) -> [Result<DeliveryReport, KafkaError>] {
+        guard !messages.isEmpty else { return [] }
+        let pending = PendingDeliveries(count: messages.count)
+        var next = messages.startIndex
+        while let full = enqueue(messages, from: next, for: pending) {
+            // Serves reports here while it waits: they free room, and their callbacks are thread-safe.
+            rd_kafka_poll(client.handle, 10)
+            next = full.index
+        }
+        return pending.resultsBlocking()
+    }
+
+    /// Hands messages to librdkafka in order from `start`; stops at one its full local queue refuses and says
+    /// which, with the queue's generation from before the attempt (to wait for room after).
+    private func enqueue(_ messages: [OutgoingMessage], from start: Int, for pending: PendingDeliveries) -> (index: Int, generation: UInt64)? {
         var topicName = ""
         var topic: OpaquePointer?
-        for index in messages.indices {
+        for index in start..<messages.endIndex {
             if topic == nil || messages[index].topic != topicName {
                 topicName = messages[index].topic
                 topic = topics.handle(for: topicName)
             }
-            while true {
-                let generation = room.generation
-                let code = enqueue(messages[index], topic: topic!, opaque: pending.opaque(for: index))
-                if code == RD_KAFKA_RESP_ERR__QUEUE_FULL {
-                    await room.wait(after: generation)
-                    continue
-                }
-                if code != RD_KAFKA_RESP_ERR_NO_ERROR {
-                    pending.record(index, .failure(.from(code, operation: "produce to \(topicName)")))
-                }
-                break
+            let generation = room.generation
+            let code = enqueue(messages[index], topic: topic!, opaque: pending.opaque(for: index))
+            if code == RD_KAFKA_RESP_ERR__QUEUE_FULL { return (index, generation) }
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                pending.record(index, .failure(.from(code, operation: "produce to \(topicName)")))
             }
             // Serving reports here as well, without blocking, frees delivered messages on the thread that
             // allocated them: freed on the poll thread, glibc hands every block back across arenas.
             if index % 256 == 255 { rd_kafka_poll(client.handle, 0) }
         }
-        return await pending.results()
+        return nil
     }
 
     /// Hands one message to librdkafka. On any error librdkafka keeps nothing, so the headers are freed here.
@@ -201,6 +221,8 @@ private final class PendingDeliveries: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Signalled once, with the last report, for a sender that blocks.
+    private let allIn = DispatchSemaphore(value: 0)
     /// Memory librdkafka points into: written only in `init`, then only read (by the poll thread),
     /// and freed in `deinit`, which cannot run before the last report because `send` awaits it.
     nonisolated(unsafe) private let slots: UnsafeMutablePointer<UnsafeMutableRawPointer?>
@@ -232,11 +254,17 @@ private final class PendingDeliveries: Sendable {
         let finished = state.withLock { state -> (CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>, [Result<DeliveryReport, KafkaError>])? in
             state.results[index] = result
             state.remaining -= 1
+            if state.remaining == 0 { allIn.signal() }
             guard state.remaining == 0, let waiter = state.waiter else { return nil }
             state.waiter = nil
             return (waiter, state.results.map { $0! })
         }
         if let (waiter, results) = finished { waiter.resume(returning: results) }
+    }
+
+    func resultsBlocking() -> [Result<DeliveryReport, KafkaError>] {
+        allIn.wait()
+        return state.withLock { $0.results.map { $0! } }
     }
 
     func results() async -> [Result<DeliveryReport, KafkaError>] {

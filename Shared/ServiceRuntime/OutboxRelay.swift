@@ -121,7 +121,14 @@ public final class OutboxRelay: Service {
             }
             self.producer.withLock { $0 = producer }
             created.add(1, ordering: .relaxed)
-            let fatal = await relay(through: producer)
+            // On a thread of its own, blocking: the outbox read, the produce, the wait for the reports and the
+            // delete then wake no thread but this one (GRDB runs synchronous accesses on the calling thread).
+            let fatal = await withTaskCancellationHandler {
+                await onSpareThread { self.relay(through: producer) }
+            } onCancel: {
+                self.stopping.store(true, ordering: .releasing)
+                self.wakeup.signal()
+            }
             let reason = producer.fatalError.map { "\($0)" } ?? "unknown"
             await producer.close(flushTimeout: .seconds(3))
             self.producer.withLock { $0 = nil }
@@ -130,12 +137,12 @@ public final class OutboxRelay: Service {
         }
     }
 
-    /// Publishes until stopped (false) or until the producer is unusable (true).
-    private func relay(through producer: KafkaProducer) async -> Bool {
+    /// Publishes until stopped (false) or until the producer is unusable (true), blocking the calling thread.
+    private func relay(through producer: KafkaProducer) -> Bool {
         var failures = 0
         while true {
             do {
-                if try await publishBatch(through: producer) {
+                if try publishBatch(through: producer) {
                     failures = 0
                     continue
                 }
@@ -148,12 +155,22 @@ public final class OutboxRelay: Service {
                 failures += 1
                 let backoff = Duration.milliseconds(100) * min(1 << min(failures, 6), 50)
                 logger.error("publishing the outbox failed (attempt \(failures)); retrying in \(backoff): \(error)")
-                if stopping.load(ordering: .acquiring) || Task.isCancelled { return false }
-                try? await Task.sleep(for: backoff)
+                pause(for: backoff)
+                if stopping.load(ordering: .acquiring) { return false }
                 continue
             }
-            if stopping.load(ordering: .acquiring) || Task.isCancelled { return false }
-            await wakeup.wait(upTo: foreignWriteCheck)
+            if stopping.load(ordering: .acquiring) { return false }
+            wakeup.waitBlocking(upTo: foreignWriteCheck)
+        }
+    }
+
+    /// Sleeps for `duration` unless the relay is stopping: a write that wakes the relay does not cut it short.
+    private func pause(for duration: Duration) {
+        let end = ContinuousClock.now + duration
+        while !stopping.load(ordering: .acquiring) {
+            let left = end - ContinuousClock.now
+            guard left > .zero else { return }
+            wakeup.waitBlocking(upTo: min(left, .milliseconds(100)))
         }
     }
 
@@ -163,12 +180,11 @@ public final class OutboxRelay: Service {
     /// deleted, and a row Kafka can never take as it is (too large, invalid) is parked with the reason in
     /// `parkedOutboxRow`, where `emporium dlq parked` shows it, so that nothing behind it waits. The next
     /// attempt starts at the first row not settled, which keeps each key's order.
-    private func publishBatch(through producer: KafkaProducer) async throws -> Bool {
-        let batchSize = self.batchSize
-        let rows = try await database.read { db in try Outbox.oldest(batchSize, in: db) }
+    private func publishBatch(through producer: KafkaProducer) throws -> Bool {
+        let rows = try database.read { db in try Outbox.oldest(batchSize, in: db) }
         guard !rows.isEmpty else { return false }
         let sent = ContinuousClock.now
-        let results = await producer.send(rows.map(\.message))
+        let results = producer.sendBlocking(rows.map(\.message))
         deliveryLatency.recordNanoseconds((ContinuousClock.now - sent).nanoseconds)
         var settled: [Int64] = []
         var parked: [ParkedOutboxRow] = []
@@ -186,7 +202,7 @@ public final class OutboxRelay: Service {
             if passing != nil { break }
         }
         if !settled.isEmpty {
-            try await database.write { [settled, parked] db in
+            try database.write { db in
                 _ = try OutboxRow.deleteAll(db, keys: settled)
                 for row in parked { try row.insert(db) }
             }
@@ -203,27 +219,35 @@ public final class OutboxRelay: Service {
     }
 }
 
-/// A wake-up call that is never lost: a signal with no one waiting is kept for the next wait.
+/// A wake-up call that is never lost: a signal with no one waiting is kept for the next wait. One waiter at a
+/// time, from a task (`wait`) or from a thread of its own (`waitBlocking`).
 public final class Wakeup: Sendable {
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Void, Never>?
+        var threadWaiting = false
     }
 
     private let state = Mutex(State())
+    private let threadWakeup = DispatchSemaphore(value: 0)
 
     public init() {}
 
     public func signal() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard let waiter = state.waiter else {
-                state.pending = true
-                return nil
+        let (waiter, thread) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return (waiter, false)
             }
-            state.waiter = nil
-            return waiter
+            if state.threadWaiting {
+                state.threadWaiting = false
+                return (nil, true)
+            }
+            state.pending = true
+            return (nil, false)
         }
         waiter?.resume()
+        if thread { threadWakeup.signal() }
     }
 
     /// Returns at the next signal, or after `timeout`.
@@ -244,5 +268,24 @@ public final class Wakeup: Sendable {
             if signalled { continuation.resume() }
         }
         timer.cancel()
+    }
+
+    /// The same, blocking the calling thread.
+    public func waitBlocking(upTo timeout: Duration) {
+        let signalled = state.withLock { state in
+            if state.pending {
+                state.pending = false
+                return true
+            }
+            state.threadWaiting = true
+            return false
+        }
+        guard !signalled, threadWakeup.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .timedOut else { return }
+        let unsignalled = state.withLock { state in
+            defer { state.threadWaiting = false }
+            return state.threadWaiting
+        }
+        // A signal that came between the timeout and the lock has signalled the semaphore: take it back.
+        if !unsignalled { threadWakeup.wait() }
     }
 }

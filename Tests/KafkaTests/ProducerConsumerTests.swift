@@ -1,3 +1,4 @@
+import Foundation
 @_spi(Testing) import Kafka
 import Synchronization
 import Testing
@@ -203,6 +204,43 @@ import Testing
         #expect(Set(offsets).count == 2_000)
         let stored = try await KafkaAdmin(configuration: cluster.configuration).offsets(of: [cluster.topic])
         #expect(stored.map(\.high).reduce(0, +) == 2_000)
+    }
+
+    /// `sendBlocking` on a thread of its own: it waits for room in a 10-message queue, keeps each key's order and
+    /// reports each message at its own index, a refused one included.
+    @Test func aBlockingSendWaitsForRoomAndReportsEachMessageInItsPlace() async throws {
+        let cluster = try TestCluster(partitions: 3, extra: [
+            "producer.queue.buffering.max.messages": "10", "producer.message.max.bytes": "10000",
+        ])
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        var messages = cluster.messages(count: 2_000, keys: 30)
+        messages.insert(OutgoingMessage(topic: cluster.topic, key: "key-0", value: Array(repeating: 1, count: 20_000)), at: 1_000)
+        let sent = messages
+        let results = try await within(.seconds(60), "2,001 reports through a 10-message queue") {
+            await withCheckedContinuation { continuation in
+                Thread.detachNewThread { continuation.resume(returning: producer.sendBlocking(sent)) }
+            }
+        }
+        try await producer.close(within: .seconds(30))
+        #expect(results.count == 2_001)
+        if case .failure(let error) = results[1_000] {
+            #expect(error.code == 10) // MSG_SIZE_TOO_LARGE
+        } else {
+            Issue.record("the oversized message was reported delivered")
+        }
+        var delivered = results
+        delivered.remove(at: 1_000)
+        messages.remove(at: 1_000)
+        let reports = delivered.compactMap { try? $0.get() }
+        #expect(reports.count == 2_000, "a message failed instead of waiting for room")
+        var last: [String: Int64] = [:]
+        var inOrder = true
+        for (message, report) in zip(messages, reports) {
+            let key = String(decoding: message.key ?? [], as: UTF8.self)
+            inOrder = inOrder && report.offset > last[key, default: -1]
+            last[key] = report.offset
+        }
+        #expect(inOrder, "a key's messages were stored out of the order they were sent in")
     }
 
     @Test func aMessageOverTheSizeLimitFailsToTheSender() async throws {
