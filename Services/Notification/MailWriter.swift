@@ -43,6 +43,7 @@ struct MailWriter: Service {
             for email in emails {
                 try Data(email.rfc5322.utf8).write(to: URL(fileURLWithPath: "\(directory)/\(email.fileName)"), options: .atomic)
             }
+            try syncDirectory()
             let outcome = smtp.map { send(emails, through: $0) } ?? Delivery(delivered: emails, failed: [], retryLater: nil)
             try await record(outcome)
             if let error = outcome.retryLater {
@@ -50,6 +51,16 @@ struct MailWriter: Service {
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+    }
+
+    /// An atomic write syncs the file's bytes, then renames it into place; the rename is durable only once the
+    /// directory is synced. Once per batch, before any email of it is recorded as delivered: a power loss
+    /// could otherwise keep the record and lose the file.
+    private func syncDirectory() throws {
+        let descriptor = open(directory, O_RDONLY | O_DIRECTORY)
+        guard descriptor >= 0 else { throw MailDirectoryError(directory: directory, operation: "open") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw MailDirectoryError(directory: directory, operation: "sync") }
     }
 
     struct Delivery {
@@ -90,4 +101,12 @@ struct MailWriter: Service {
         emailsSent.increment(by: delivery.delivered.count)
         emailsFailed.increment(by: delivery.failed.count)
     }
+}
+
+struct MailDirectoryError: Error, CustomStringConvertible {
+    let directory: String
+    let operation: String
+    let reason = String(cString: strerror(errno))
+
+    var description: String { "cannot \(operation) the mail directory \(directory): \(reason)" }
 }
