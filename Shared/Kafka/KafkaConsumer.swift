@@ -56,18 +56,6 @@ public struct ConsumerBatch: Sendable {
     }
 }
 
-/// What a batch processed on the poll thread (`KafkaConsumer(processing:)`) comes to.
-public enum BatchDisposition: Sendable {
-    /// Processed: commit its offsets.
-    case commit
-    /// Not processed: read it again from its first messages.
-    case release
-}
-
-/// Processes a batch on the consumer's poll thread, blocking it until done. `pause` sleeps there, returning early
-/// once the consumer is closing.
-public typealias BatchProcessing = @Sendable (_ batch: ConsumerBatch, _ pause: (Duration) -> Void) -> BatchDisposition
-
 /// What happens to a consumer beside its messages.
 public enum KafkaConsumerEvent: Sendable, Equatable {
     case assigned([TopicPartition])
@@ -93,10 +81,6 @@ public enum KafkaConsumerEvent: Sendable, Equatable {
 /// `startingOffsets` says (a service's database, which knows what it applied better than Kafka does). If a
 /// rebalance happens while a batch is being assembled, the batch is dropped and its partitions rewound, because
 /// it may hold messages from before it.
-///
-/// Given `processing`, the poll thread processes each batch itself instead of handing it over, and commits or
-/// rewinds it as `processing` says: no thread is woken on the way, which is most of what a small batch costs.
-/// `batches` then yields nothing; it ends when the consumer closes, or with a fatal error.
 public final class KafkaConsumer: Sendable {
     public let batches: AsyncThrowingStream<ConsumerBatch, Error>
     public let events: AsyncStream<KafkaConsumerEvent>
@@ -111,7 +95,6 @@ public final class KafkaConsumer: Sendable {
         topics: [String],
         batching: ConsumerBatching = ConsumerBatching(),
         startingOffsets: StartingOffsets? = nil,
-        processing: BatchProcessing? = nil,
         logger: Logger = Logger(label: "emporium.kafka.consumer")
     ) throws {
         let (batches, batchSink) = AsyncThrowingStream<ConsumerBatch, Error>.makeStream()
@@ -132,7 +115,7 @@ public final class KafkaConsumer: Sendable {
         self.client = client
         self.core = core
         pollThread = PollThread(name: "kafka-consumer-poll") { thread in
-            core.run(client: client, batching: batching, processing: processing, thread: thread)
+            core.run(client: client, batching: batching, thread: thread)
         }
     }
 
@@ -314,7 +297,7 @@ final class ConsumerCore: Sendable {
 
     // MARK: The poll thread
 
-    func run(client: RdKafkaClient, batching: ConsumerBatching, processing: BatchProcessing?, thread: PollThread) {
+    func run(client: RdKafkaClient, batching: ConsumerBatching, thread: PollThread) {
         let rk = client.handle
         let queue = rd_kafka_queue_get_consumer(rk)!
         defer { rd_kafka_queue_destroy(queue) }
@@ -342,11 +325,6 @@ final class ConsumerCore: Sendable {
             guard !messages.isEmpty else { continue }
             if state.withLock({ $0.assignmentGeneration }) != generation {
                 rewind(rk, to: ConsumerBatch(id: 0, messages: messages).firstOffsets)
-                continue
-            }
-            if let processing {
-                guard let batch = take(messages, rk) else { break }
-                process(batch, with: processing, rk, thread)
                 continue
             }
             guard let batch = handOver(messages, rk) else { break }
@@ -465,8 +443,7 @@ final class ConsumerCore: Sendable {
         }
     }
 
-    /// Makes the messages the batch in hand, unless the consumer is closing.
-    private func take(_ messages: [ConsumedMessage], _ rk: OpaquePointer) -> ConsumerBatch? {
+    private func handOver(_ messages: [ConsumedMessage], _ rk: OpaquePointer) -> ConsumerBatch? {
         let id = state.withLock { state -> UInt64? in
             guard !state.stopping else { return nil }
             state.nextBatchID += 1
@@ -476,42 +453,8 @@ final class ConsumerCore: Sendable {
         guard let id else { return nil }
         let batch = ConsumerBatch(id: id, messages: messages)
         noticeSkippedOffsets(batch, rk)
-        return batch
-    }
-
-    private func handOver(_ messages: [ConsumedMessage], _ rk: OpaquePointer) -> ConsumerBatch? {
-        guard let batch = take(messages, rk) else { return nil }
         batchSink.yield(batch)
         return batch
-    }
-
-    /// Processes the batch in hand here and commits it (even if the consumer is closing meanwhile: it is done)
-    /// or rewinds it.
-    private func process(_ batch: ConsumerBatch, with processing: BatchProcessing, _ rk: OpaquePointer, _ thread: PollThread) {
-        let disposition = processing(batch) { duration in Self.pause(for: duration, unless: thread) }
-        state.withLock { $0.batchInHand = nil }
-        switch disposition {
-        case .commit:
-            state.withLock { $0.processedOffsets.merge(batch.nextOffsets) { max($0, $1) } }
-            do {
-                try commit(rk, batch.nextOffsets, synchronously: false)
-            } catch {
-                // What was processed is known to the processor; the commit on revoke or close tries again.
-                logger.warning("offset commit failed: \(error)")
-            }
-        case .release:
-            rewind(rk, to: batch.firstOffsets)
-        }
-    }
-
-    /// Sleeps in short steps, so that closing the consumer is not held up by a long pause.
-    private static func pause(for duration: Duration, unless thread: PollThread) {
-        let end = ContinuousClock.now + duration
-        while !thread.isStopping {
-            let step = min(end - ContinuousClock.now, .milliseconds(100))
-            guard step > .zero else { return }
-            Thread.sleep(forTimeInterval: Double(step.components.seconds) + Double(step.components.attoseconds) * 1e-18)
-        }
     }
 
     private func awaitAcknowledgement(of batch: ConsumerBatch) -> BatchAcknowledgement? {

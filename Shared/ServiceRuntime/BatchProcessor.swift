@@ -47,21 +47,19 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
         self.logger = logger
     }
 
-    /// Applies the batch, blocking the calling thread (the consumer's poll thread, not a Swift concurrency one).
-    /// A handler that fails is retried after a backoff, *outside* the write transaction: what came before the
-    /// failing message is committed, SQLite's write lock is released while `pause` waits (so HTTP requests and the
-    /// relay sharing the database go on), and the rest is applied in a new transaction.
-    public func process(_ messages: [ConsumedMessage], in database: DatabasePool, pausing pause: (Duration) -> Void) throws -> BatchOutcome {
+    /// Applies the batch. A handler that fails is retried after a backoff, *outside* the write transaction: what
+    /// came before the failing message is committed, SQLite's write lock is released while it waits (so HTTP
+    /// requests and the relay sharing the database go on), and the rest is applied in a new transaction.
+    public func process(_ messages: [ConsumedMessage], in database: DatabasePool) async throws -> BatchOutcome {
         var outcome = BatchOutcome()
         var start = messages.startIndex
         var attempt = 1
         while true {
-            // GRDB runs a synchronous write on the calling thread when the writer is free: no thread is woken.
-            let part = try database.write { [start, attempt] db in try process(messages[start...], in: db, attempt: attempt) }
+            let part = try await database.write { [start, attempt] db in try process(messages[start...], in: db, attempt: attempt) }
             outcome = outcome + part.outcome
             guard let failure = part.failure else { return outcome }
             logger.warning("handler failed on \(failure.type) \(failure.eventId), attempt \(attempt): \(failure.error)")
-            pause(retry.backoff(afterAttempt: attempt))
+            try await Task.sleep(for: retry.backoff(afterAttempt: attempt))
             start = failure.index
             attempt += 1
         }

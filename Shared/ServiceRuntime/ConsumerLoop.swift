@@ -7,8 +7,8 @@ import Metrics
 import ServiceLifecycle
 import Synchronization
 
-/// Consumes a service's topics in batches, each applied on the consumer's poll thread in one write transaction;
-/// then the relay is woken and the offsets are committed. On graceful shutdown it stops taking batches, finishes and commits the batch in
+/// Consumes a service's topics in batches: each batch is one write transaction, then the relay is woken and
+/// the offsets are committed. On graceful shutdown it stops taking batches, finishes and commits the batch in
 /// hand, and leaves the group.
 public final class ConsumerLoop<Handler: EventHandler>: Service {
     /// What this member owns and has done, for `GET /status` and the metrics.
@@ -21,8 +21,6 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
     private let batching: ConsumerBatching
     private let batchApplied: Wakeup?
     private let logger: Logger
-    /// Batches the database refused in a row; only the poll thread touches it.
-    private let failuresInARow = Mutex(0)
 
     public init(
         processor: BatchProcessor<Handler>, database: DatabasePool, configuration: KafkaConfiguration,
@@ -58,7 +56,7 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
         }
         let consumer = try KafkaConsumer(
             configuration: configuration, group: processor.group, topics: topics, batching: batching,
-            startingOffsets: startingOffsets, processing: { [self] batch, pause in apply(batch, pause: pause) }, logger: logger)
+            startingOffsets: startingOffsets, logger: logger)
         logger.info("consuming \(topics) as group \(processor.group)")
         status.attach(consumer)
         let status = self.status, instance = configuration.properties["client.id"] ?? processor.source
@@ -70,35 +68,37 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
             }
         }
         defer { watcher.cancel() }
-        // The poll thread applies the batches; this waits for a graceful shutdown, or for the consumer's fatal error.
-        for try await _ in consumer.batches.cancelOnGracefulShutdown() {}
+        var failures = 0
+        for try await batch in consumer.batches.cancelOnGracefulShutdown() {
+            let started = ContinuousClock.now
+            do {
+                let outcome = try await processor.process(batch.messages, in: database)
+                ConsumerMetrics.shared.record(outcome.tally, messages: batch.messages.count, transaction: .now - started)
+                status.batchDone(outcome)
+                if outcome.emitted + outcome.deadLettered > 0 { relay.wake() }
+                if outcome.applied > 0 { batchApplied?.signal() }
+                failures = 0
+            } catch {
+                // The database refused the batch (disk full, locked too long): nothing of it was applied.
+                failures += 1
+                status.batchFailed()
+                logger.error("batch of \(batch.messages.count) failed, will retry: \(error)")
+                try await consumer.release(batch)
+                // Capped before shifting: 1 << 64 is 0 in Swift, which would retry a long outage without pause.
+                try await Task.sleep(for: .milliseconds(100) * min(1 << min(failures, 6), 50))
+                continue
+            }
+            do {
+                try await consumer.commit(batch)
+            } catch {
+                // The database already records what was applied, so a redelivery is skipped, not applied again.
+                logger.warning("offset commit failed: \(error)")
+            }
+        }
         await consumer.close()
         members.release()
         status.detach()
         logger.info("consumer stopped")
-    }
-
-    /// Applies one batch on the consumer's poll thread: committed if the database took it, given back to be read
-    /// again (after a pause that grows with each failure in a row) if it did not.
-    private func apply(_ batch: ConsumerBatch, pause: (Duration) -> Void) -> BatchDisposition {
-        let started = ContinuousClock.now
-        do {
-            let outcome = try processor.process(batch.messages, in: database, pausing: pause)
-            ConsumerMetrics.shared.record(outcome.tally, messages: batch.messages.count, transaction: .now - started)
-            status.batchDone(outcome)
-            if outcome.emitted + outcome.deadLettered > 0 { relay.wake() }
-            if outcome.applied > 0 { batchApplied?.signal() }
-            failuresInARow.withLock { $0 = 0 }
-            return .commit
-        } catch {
-            // The database refused the batch (disk full, locked too long): nothing of it was applied.
-            let failures = failuresInARow.withLock { $0 += 1; return $0 }
-            status.batchFailed()
-            logger.error("batch of \(batch.messages.count) failed, will retry: \(error)")
-            // Capped before shifting: 1 << 64 is 0 in Swift, which would retry a long outage without pause.
-            pause(.milliseconds(100) * min(1 << min(failures, 6), 50))
-            return .release
-        }
     }
 }
 

@@ -1,6 +1,5 @@
 import Foundation
 @_spi(Testing) import Kafka
-import Synchronization
 import Testing
 
 @Suite(.serialized) struct ProducerConsumerTests {
@@ -273,42 +272,6 @@ import Testing
         }
     }
 
-    /// A consumer given `processing` applies each batch on its poll thread: what it commits is not read again,
-    /// what it releases is, and nothing comes through `batches`.
-    @Test func batchesProcessedOnThePollThreadAreCommittedOrReadAgain() async throws {
-        let cluster = try TestCluster(partitions: 3)
-        let producer = try KafkaProducer(configuration: cluster.configuration)
-        try await producer.deliver(cluster.messages(count: 300, keys: 10))
-        try await producer.close(within: .seconds(30))
-
-        let committed = Ledger(), released = Ledger(), calls = CallCounter()
-        let consumer = try KafkaConsumer(
-            configuration: cluster.configuration, group: "on-poll-thread", topics: [cluster.topic],
-            batching: ConsumerBatching(maxMessages: 40),
-            processing: { batch, pause in
-                // The first, third and fifth batches are refused, as a database that failed would refuse them.
-                let call = calls.next()
-                guard call > 5 || call % 2 == 0 else {
-                    released.record(batch.messages)
-                    pause(.milliseconds(20))
-                    return .release
-                }
-                committed.record(batch.messages)
-                return .commit
-            })
-        let handedOver = Task { try await consumer.batches.reduce(0) { count, _ in count + 1 } }
-        try await waitUntil(.seconds(60), "every message processed") { committed.count >= 300 }
-        try await consumer.close(within: .seconds(30))
-
-        let positions = committed.messages.map { "\($0.partition):\($0.offset)" }
-        #expect(Set(positions).count == 300 && positions.count == 300, "a committed message came again, or one was skipped")
-        #expect(released.count > 0)
-        #expect(Set(released.messages.map { "\($0.partition):\($0.offset)" }).isSubset(of: Set(positions)), "a released message was not read again")
-        #expect(try await handedOver.value == 0)
-        let offsets = try await KafkaAdmin(configuration: cluster.configuration).offsets(of: [cluster.topic], group: "on-poll-thread")
-        #expect(offsets.allSatisfy { $0.committed == $0.high }, "the processed offsets were not all committed: \(offsets)")
-    }
-
     @Test func watermarksAndCommittedOffsetsShowAGroupsLag() async throws {
         let cluster = try TestCluster(partitions: 2)
         let producer = try KafkaProducer(configuration: cluster.configuration)
@@ -330,11 +293,4 @@ import Testing
         let fresh = try await admin.offsets(of: [cluster.topic], group: "never-consumed")
         #expect(fresh.map(\.lag).reduce(0, +) == 100)
     }
-}
-
-/// Counts calls from any thread.
-final class CallCounter: Sendable {
-    private let count = Mutex(0)
-
-    func next() -> Int { count.withLock { $0 += 1; return $0 } }
 }

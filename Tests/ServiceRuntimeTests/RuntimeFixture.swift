@@ -152,18 +152,3 @@ struct RunningLoop {
         try await within(.seconds(30), "the loop stops") { try await task.value }
     }
 }
-
-extension BatchProcessor {
-    /// Applies the batch as a consumer's poll thread does: on a thread of its own, pausing there between retries.
-    func process(_ messages: [ConsumedMessage], in database: DatabasePool) async throws -> BatchOutcome {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(with: Result {
-                    try process(messages, in: database) { pause in
-                        Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) * 1e-18)
-                    }
-                })
-            }
-        }
-    }
-}
