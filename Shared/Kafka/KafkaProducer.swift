@@ -224,7 +224,7 @@ private final class PendingDeliveries: Sendable {
     /// Signalled once, with the last report, for a sender that blocks.
     private let allIn = DispatchSemaphore(value: 0)
     /// Memory librdkafka points into: written only in `init`, then only read (by the poll thread),
-    /// and freed in `deinit`, which cannot run before the last report because `send` awaits it.
+    /// and freed in `deinit`, which cannot run before the last report because the sender waits for it.
     nonisolated(unsafe) private let slots: UnsafeMutablePointer<UnsafeMutableRawPointer?>
 
     init(count: Int) {
