@@ -20,6 +20,15 @@ public enum ServiceDatabase {
     ) throws -> DatabasePool {
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        // Instances sharing the file start together; one opens and migrates while the others wait, then find it
+        // done. Opening is inside the lock too: two connections switching a new file to WAL at once can deadlock,
+        // and SQLite then answers one "database is locked" at once, without waiting out the busy timeout (seen
+        // once in CI, `deploy/run.sh` with two instances of each service on a loaded machine).
+        let lock = Glibc.open(path + ".migration-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lock >= 0 else { throw DatabaseError(message: "cannot open \(path).migration-lock: \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(lock) }
+        flock(lock, LOCK_EX)
+        defer { flock(lock, LOCK_UN) }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
@@ -29,12 +38,6 @@ public enum ServiceDatabase {
         var migrator = DatabaseMigrator()
         registerRuntimeTables(in: &migrator)
         migrations(&migrator)
-        // Instances sharing the file start together; one migrates while the others wait, then find it done.
-        let lock = Glibc.open(path + ".migration-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard lock >= 0 else { throw DatabaseError(message: "cannot open \(path).migration-lock: \(String(cString: strerror(errno)))") }
-        defer { Glibc.close(lock) }
-        flock(lock, LOCK_EX)
-        defer { flock(lock, LOCK_UN) }
         try migrator.migrate(pool)
         return pool
     }
