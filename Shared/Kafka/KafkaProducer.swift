@@ -55,10 +55,11 @@ public final class KafkaProducer: Sendable {
         return await pending.results()
     }
 
-    /// The same, blocking the calling thread until every report is in: for a dedicated thread (the outbox
-    /// relay's), never a Swift concurrency one. Nothing is woken on the way but that thread.
-    public func sendBlocking(_ messages: [OutgoingMessage]) -> [Result<DeliveryReport, KafkaError>] {
-        guard !messages.isEmpty else { return [] }
+    /// Hands messages to librdkafka in order, blocking the calling thread while its local queue is full, and
+    /// returns without waiting for their delivery reports: for a dedicated thread (the outbox relay's), never a
+    /// Swift concurrency one, that keeps sending while some partitions' broker is away. Each partition's
+    /// messages are stored in the order sent. Waiting on the result wakes no thread but the caller's.
+    public func enqueueBlocking(_ messages: [OutgoingMessage]) -> Deliveries {
         let pending = PendingDeliveries(count: messages.count)
         var next = messages.startIndex
         while let full = enqueue(messages, from: next, for: pending) {
@@ -66,7 +67,7 @@ public final class KafkaProducer: Sendable {
             rd_kafka_poll(client.handle, 10)
             next = full.index
         }
-        return pending.resultsBlocking()
+        return Deliveries(pending)
     }
 
     /// Hands messages to librdkafka in order from `start`; stops at one its full local queue refuses and says
@@ -208,6 +209,25 @@ private final class TopicHandles: @unchecked Sendable {
     }
 }
 
+/// Messages handed to librdkafka by `enqueueBlocking`, whose delivery reports come in one by one.
+public final class Deliveries: Sendable {
+    fileprivate let pending: PendingDeliveries
+
+    fileprivate init(_ pending: PendingDeliveries) {
+        self.pending = pending
+    }
+
+    /// Blocks until every report is in or `timeout` has passed; true when every report is in.
+    public func waitBlocking(upTo timeout: Duration) -> Bool {
+        pending.waitBlocking(upTo: timeout)
+    }
+
+    /// The reports that came in since the last call, each with its message's index in the `enqueueBlocking` call.
+    public func takeReports() -> [(index: Int, result: Result<DeliveryReport, KafkaError>)] {
+        pending.takeReports()
+    }
+}
+
 /// The results of one `send` call, filled in by delivery reports on the poll thread.
 ///
 /// librdkafka carries one opaque pointer per message. Each points at that message's slot in one buffer per call,
@@ -218,13 +238,17 @@ private final class PendingDeliveries: Sendable {
         var results: [Result<DeliveryReport, KafkaError>?]
         var remaining: Int
         var waiter: CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>?
+        /// Indices reported since the last `takeReports`.
+        var fresh: [Int] = []
+        /// This object, kept alive for librdkafka until the last report even if the sender lets go of it first.
+        var keptAlive: Unmanaged<PendingDeliveries>?
     }
 
     private let state: Mutex<State>
-    /// Signalled once, with the last report, for a sender that blocks.
+    /// Signalled with the last report, and again by each wait that takes it, so that it stays open.
     private let allIn = DispatchSemaphore(value: 0)
     /// Memory librdkafka points into: written only in `init`, then only read (by the poll thread),
-    /// and freed in `deinit`, which cannot run before the last report because the sender waits for it.
+    /// and freed in `deinit`, which cannot run before the last report because the object keeps itself until then.
     nonisolated(unsafe) private let slots: UnsafeMutablePointer<UnsafeMutableRawPointer?>
 
     init(count: Int) {
@@ -233,6 +257,12 @@ private final class PendingDeliveries: Sendable {
         slots.initialize(repeating: nil, count: count)
         let address = Unmanaged.passUnretained(self).toOpaque()
         for index in 0..<count { slots[index] = address }
+        if count == 0 {
+            allIn.signal()
+        } else {
+            let kept = Unmanaged.passRetained(self)
+            state.withLock { $0.keptAlive = kept }
+        }
     }
 
     deinit {
@@ -251,20 +281,34 @@ private final class PendingDeliveries: Sendable {
     }
 
     func record(_ index: Int, _ result: Result<DeliveryReport, KafkaError>) {
-        let finished = state.withLock { state -> (CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>, [Result<DeliveryReport, KafkaError>])? in
+        let (finished, kept) = state.withLock { state -> ((CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>, [Result<DeliveryReport, KafkaError>])?, Unmanaged<PendingDeliveries>?) in
             state.results[index] = result
+            state.fresh.append(index)
             state.remaining -= 1
-            if state.remaining == 0 { allIn.signal() }
-            guard state.remaining == 0, let waiter = state.waiter else { return nil }
-            state.waiter = nil
-            return (waiter, state.results.map { $0! })
+            guard state.remaining == 0 else { return (nil, nil) }
+            allIn.signal()
+            defer { state.waiter = nil; state.keptAlive = nil }
+            return (state.waiter.map { ($0, state.results.map { $0! }) }, state.keptAlive)
         }
         if let (waiter, results) = finished { waiter.resume(returning: results) }
+        // Last: the caller's reference keeps this object alive until the call returns.
+        kept?.release()
     }
 
-    func resultsBlocking() -> [Result<DeliveryReport, KafkaError>] {
-        allIn.wait()
-        return state.withLock { $0.results.map { $0! } }
+    func waitBlocking(upTo timeout: Duration) -> Bool {
+        if state.withLock({ $0.remaining == 0 }) { return true }
+        let (seconds, attoseconds) = timeout.components
+        let deadline = DispatchTime.now() + .nanoseconds(Int(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+        guard allIn.wait(timeout: deadline) == .success else { return false }
+        allIn.signal()
+        return true
+    }
+
+    func takeReports() -> [(index: Int, result: Result<DeliveryReport, KafkaError>)] {
+        state.withLock { state in
+            defer { state.fresh.removeAll(keepingCapacity: true) }
+            return state.fresh.map { ($0, state.results[$0]!) }
+        }
     }
 
     func results() async -> [Result<DeliveryReport, KafkaError>] {

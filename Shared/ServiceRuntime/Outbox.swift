@@ -130,9 +130,11 @@ public enum Outbox {
             """, arguments: [topic, key, last])
     }
 
-    /// The oldest rows waiting, in the order they were written: what the relay publishes next.
-    static func oldest(_ limit: Int, in db: Database) throws -> [OutboxRow] {
-        try OutboxRow.fetchAll(db.cachedStatement(sql: "SELECT * FROM outbox ORDER BY id LIMIT ?"), arguments: [limit])
+    /// The oldest rows written after row `id`, in the order they were written: what the relay publishes next.
+    /// Row IDs only grow (`AUTOINCREMENT`, one writer at a time), so a row written later never has a lower one.
+    static func oldest(_ limit: Int, after id: Int64, in db: Database) throws -> [OutboxRow] {
+        try OutboxRow.fetchAll(
+            db.cachedStatement(sql: "SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT ?"), arguments: [id, limit])
     }
 
     public static func pendingCount(in db: Database) throws -> Int {

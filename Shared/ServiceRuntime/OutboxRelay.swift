@@ -11,9 +11,10 @@ import Synchronization
 /// row only after its delivery report. Where several instances share a database, only the holder of the
 /// relay lease runs; another takes over as soon as the holder's process dies.
 ///
-/// The relay's producer never times a message out (`message.timeout.ms=0`): while Kafka is unreachable the
-/// batch in flight waits inside librdkafka, which retries, and the rows behind it wait in the outbox. A batch
-/// that fails outright is retried from its first failed row with capped exponential backoff.
+/// The relay's producer never times a message out (`message.timeout.ms=0`): while a partition's broker is
+/// unreachable its messages wait inside librdkafka, which retries, and the relay goes on publishing the other
+/// partitions (`InFlightRows`). A failure that may pass starts the relay again from the oldest row left, with
+/// capped exponential backoff.
 public final class OutboxRelay: Service {
     private let database: DatabasePool
     private let configuration: KafkaConfiguration
@@ -34,6 +35,10 @@ public final class OutboxRelay: Service {
     private let producer = Mutex<KafkaProducer?>(nil)
     /// From handing a batch to the producer until its last delivery report: what a hop waits on Kafka.
     private let deliveryLatency: Metrics.Timer
+    /// How long a batch is waited for before the rows behind it are sent: far longer than a healthy broker takes.
+    private let patience = Duration.milliseconds(100)
+    /// Rows in flight at most, so that a broker away for long does not pull the whole outbox into memory.
+    private var inFlightLimit: Int { batchSize * 10 }
 
     public init(
         database: DatabasePool, databasePath: String, configuration: KafkaConfiguration, logger: Logger,
@@ -140,9 +145,10 @@ public final class OutboxRelay: Service {
     /// Publishes until stopped (false) or until the producer is unusable (true), blocking the calling thread.
     private func relay(through producer: KafkaProducer) -> Bool {
         var failures = 0
+        var inFlight = InFlightRows()
         while true {
             do {
-                if try publishBatch(through: producer) {
+                if try publish(through: producer, inFlight: &inFlight) {
                     failures = 0
                     continue
                 }
@@ -152,6 +158,8 @@ public final class OutboxRelay: Service {
                 // A fatal error fails the queued messages as purged, not as fatal: the producer says which it was.
                 return true
             } catch {
+                // Start again from the oldest row: rows still in flight may go out twice, and consumers drop the copy.
+                inFlight = InFlightRows()
                 failures += 1
                 let backoff = Duration.milliseconds(100) * min(1 << min(failures, 6), 50)
                 logger.error("publishing the outbox failed (attempt \(failures)); retrying in \(backoff): \(error)")
@@ -159,7 +167,16 @@ public final class OutboxRelay: Service {
                 if stopping.load(ordering: .acquiring) { return false }
                 continue
             }
-            if stopping.load(ordering: .acquiring) { return false }
+            if stopping.load(ordering: .acquiring) {
+                // Shutdown purges what Kafka has not taken after a few seconds, which reports every row in flight.
+                inFlight.waitForAll(until: .now + .seconds(5))
+                do {
+                    try record(inFlight.settle())
+                } catch {
+                    logger.warning("could not record the last deliveries; those rows will be sent again: \(error)")
+                }
+                return false
+            }
             wakeup.waitBlocking(upTo: foreignWriteCheck)
         }
     }
@@ -174,48 +191,47 @@ public final class OutboxRelay: Service {
         }
     }
 
-    /// Publishes up to one batch of rows; returns false when the outbox was empty.
+    /// Sends the rows after those already in flight, then settles every row whose delivery report is in: a
+    /// delivered row is deleted, and a row Kafka can never take as it is (too large, invalid) is parked with
+    /// the reason in `parkedOutboxRow`, where `emporium dlq parked` shows it, so that nothing behind it waits.
+    /// Returns false when there was nothing to send or settle.
     ///
-    /// Rows are settled in order up to the first failure that may pass (Kafka unreachable): delivered rows are
-    /// deleted, and a row Kafka can never take as it is (too large, invalid) is parked with the reason in
-    /// `parkedOutboxRow`, where `emporium dlq parked` shows it, so that nothing behind it waits. The next
-    /// attempt starts at the first row not settled, which keeps each key's order.
-    private func publishBatch(through producer: KafkaProducer) throws -> Bool {
-        let rows = try database.read { db in try Outbox.oldest(batchSize, in: db) }
-        guard !rows.isEmpty else { return false }
-        let sent = ContinuousClock.now
-        let results = producer.sendBlocking(rows.map(\.message))
-        deliveryLatency.recordNanoseconds((ContinuousClock.now - sent).nanoseconds)
-        var settled: [Int64] = []
-        var parked: [ParkedOutboxRow] = []
-        var passing: KafkaError?
-        for (row, result) in zip(rows, results) {
-            switch result {
-            case .success:
-                settled.append(row.id!)
-            case .failure(let error) where error.rejectsTheMessageForGood:
-                settled.append(row.id!)
-                parked.append(ParkedOutboxRow(row, reason: error.description))
-            case .failure(let error):
-                passing = error
+    /// Usually a batch's reports are all in within milliseconds and it is settled at once. A batch that takes
+    /// longer (its partition's broker is away) is not waited for: the rows behind it are sent, up to
+    /// `inFlightLimit`, so one partition's trouble holds back only that partition's keys.
+    private func publish(through producer: KafkaProducer, inFlight: inout InFlightRows) throws -> Bool {
+        var sent = false
+        if inFlight.count < inFlightLimit {
+            let after = inFlight.lastSent
+            let rows = try database.read { db in try Outbox.oldest(batchSize, after: after, in: db) }
+            if !rows.isEmpty {
+                let deliveries = producer.enqueueBlocking(rows.map(\.message))
+                inFlight.add(rows, deliveries)
+                _ = deliveries.waitBlocking(upTo: patience)
+                sent = true
             }
-            if passing != nil { break }
         }
-        if !settled.isEmpty {
-            try database.write { db in
-                _ = try OutboxRow.deleteAll(db, keys: settled)
-                for row in parked { try row.insert(db) }
-            }
-            let deliveredCount = settled.count - parked.count
-            delivered.add(deliveredCount, ordering: .relaxed)
-            relayed.increment(by: deliveredCount)
-            for row in parked {
-                logger.critical("parked an outbox row Kafka cannot take: \(row.topic) key \(row.key.map { String(decoding: $0, as: UTF8.self) } ?? "none"): \(row.reason)")
-            }
-            if !parked.isEmpty { parkedCounter.increment(by: parked.count) }
+        let settled = inFlight.settle()
+        try record(settled)
+        if let passing = settled.passing { throw passing }
+        return sent || !settled.isEmpty
+    }
+
+    /// Deletes the settled rows and parks the refused ones, in one transaction.
+    private func record(_ settled: InFlightRows.Settled) throws {
+        for duration in settled.completed { deliveryLatency.recordNanoseconds(duration.nanoseconds) }
+        guard !settled.done.isEmpty else { return }
+        try database.write { db in
+            _ = try OutboxRow.deleteAll(db, keys: settled.done)
+            for row in settled.parked { try row.insert(db) }
         }
-        if let passing { throw passing }
-        return true
+        let deliveredCount = settled.done.count - settled.parked.count
+        delivered.add(deliveredCount, ordering: .relaxed)
+        relayed.increment(by: deliveredCount)
+        for row in settled.parked {
+            logger.critical("parked an outbox row Kafka cannot take: \(row.topic) key \(row.key.map { String(decoding: $0, as: UTF8.self) } ?? "none"): \(row.reason)")
+        }
+        if !settled.parked.isEmpty { parkedCounter.increment(by: settled.parked.count) }
     }
 }
 

@@ -205,8 +205,8 @@ import Testing
         #expect(stored.map(\.high).reduce(0, +) == 2_000)
     }
 
-    /// `sendBlocking` on a thread of its own: it waits for room in a 10-message queue, keeps each key's order and
-    /// reports each message at its own index, a refused one included.
+    /// `enqueueBlocking` on a thread of its own: it waits for room in a 10-message queue, keeps each key's order
+    /// and reports each message at its own index, a refused one included, each report once.
     @Test func aBlockingSendWaitsForRoomAndReportsEachMessageInItsPlace() async throws {
         let cluster = try TestCluster(partitions: 3, extra: [
             "producer.queue.buffering.max.messages": "10", "producer.message.max.bytes": "10000",
@@ -217,7 +217,15 @@ import Testing
         let sent = messages
         let results = try await within(.seconds(60), "2,001 reports through a 10-message queue") {
             await withCheckedContinuation { continuation in
-                Thread.detachNewThread { continuation.resume(returning: producer.sendBlocking(sent)) }
+                Thread.detachNewThread {
+                    let deliveries = producer.enqueueBlocking(sent)
+                    var reports = deliveries.takeReports()
+                    while !deliveries.waitBlocking(upTo: .milliseconds(50)) { reports += deliveries.takeReports() }
+                    reports += deliveries.takeReports()
+                    reports += deliveries.takeReports()
+                    #expect(Set(reports.map(\.index)).count == reports.count, "a report was taken twice")
+                    continuation.resume(returning: reports.sorted { $0.index < $1.index }.map(\.result))
+                }
             }
         }
         try await producer.close(within: .seconds(30))

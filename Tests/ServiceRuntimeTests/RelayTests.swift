@@ -48,6 +48,40 @@ import Testing
         try expectPerKeyOrder(published)
     }
 
+    /// A broker that is away holds back only the rows for the partitions it leads: the relay publishes the rest
+    /// meanwhile, and the held rows follow when it returns, each key's events in order, each event once.
+    @Test func aBrokerAwayHoldsBackOnlyTheRowsForThePartitionsItLeads() async throws {
+        let fixture = try RuntimeFixture(partitions: 3)
+        for partition: Int32 in 0..<3 { try fixture.cluster.setLeader(of: Topic.orders.name, partition: partition, to: partition + 1) }
+        try fixture.cluster.setBrokerDown(2)
+        let database = try fixture.openDatabase()
+        let running = RunningRelay(database: database, path: fixture.databasePath, configuration: fixture.configuration)
+        // The events are keyed by customer (seven of them); broker 2 leads partition 1.
+        let onBroker2 = { (n: Int) in Murmur2.partition(for: "customer-\(n % 7)", partitionCount: 3) == 1 }
+        let held = (0..<300).filter(onBroker2).count
+        try #require(held > 0 && held < 300, "the keys do not spread over the partitions")
+        for start in stride(from: 0, to: 300, by: 50) {
+            try await appendOrders(start..<start + 50, to: database)
+            running.relay.wake()
+        }
+
+        try await waitUntil(.seconds(30), "the rows for partitions 0 and 2 are published") {
+            running.relay.deliveredCount == 300 - held
+        }
+        let waiting = try await database.read { db in try OutboxRow.fetchAll(db) }
+        #expect(waiting.count == held)
+        #expect(waiting.allSatisfy { Murmur2.partition(for: $0.key.map { Array($0) } ?? [], partitionCount: 3) == 1 })
+
+        try fixture.cluster.setBrokerUp(2)
+        try await waitUntil(.seconds(60), "the held rows are published") { try await database.read(Outbox.pendingCount) == 0 }
+        try await running.stop()
+        #expect(running.relay.deliveredCount == 300)
+        let published = try await fixture.read(Topic.orders.name, count: 300)
+        #expect(published.count == 300)
+        #expect(Set(published.compactMap { $0.header(Wire.Header.eventId) }).count == 300)
+        try expectPerKeyOrder(published)
+    }
+
     @Test func onlyOneOfTwoInstancesSharingADatabaseRelaysAndTheOtherTakesOver() async throws {
         let fixture = try RuntimeFixture()
         let first = RunningRelay(database: try fixture.openDatabase(), path: fixture.databasePath, configuration: fixture.configuration)
