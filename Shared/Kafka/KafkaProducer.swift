@@ -60,7 +60,7 @@ public final class KafkaProducer: Sendable {
     /// Swift concurrency one, that keeps sending while some partitions' broker is away. Each partition's
     /// messages are stored in the order sent. Waiting on the result wakes no thread but the caller's.
     public func enqueueBlocking(_ messages: [OutgoingMessage]) -> Deliveries {
-        let pending = PendingDeliveries(count: messages.count)
+        let pending = PendingDeliveries(count: messages.count, listsReports: true)
         var next = messages.startIndex
         while let full = enqueue(messages, from: next, for: pending) {
             // Serves reports here while it waits: they free room, and their callbacks are thread-safe.
@@ -238,8 +238,8 @@ private final class PendingDeliveries: Sendable {
         var results: [Result<DeliveryReport, KafkaError>?]
         var remaining: Int
         var waiter: CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>?
-        /// Indices reported since the last `takeReports`.
-        var fresh: [Int] = []
+        /// Indices reported since the last `takeReports`, when the sender takes them one by one.
+        var fresh: [Int]?
         /// This object, kept alive for librdkafka until the last report even if the sender lets go of it first.
         var keptAlive: Unmanaged<PendingDeliveries>?
     }
@@ -251,8 +251,8 @@ private final class PendingDeliveries: Sendable {
     /// and freed in `deinit`, which cannot run before the last report because the object keeps itself until then.
     nonisolated(unsafe) private let slots: UnsafeMutablePointer<UnsafeMutableRawPointer?>
 
-    init(count: Int) {
-        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count))
+    init(count: Int, listsReports: Bool = false) {
+        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, fresh: listsReports ? [] : nil))
         slots = .allocate(capacity: count)
         slots.initialize(repeating: nil, count: count)
         let address = Unmanaged.passUnretained(self).toOpaque()
@@ -283,7 +283,7 @@ private final class PendingDeliveries: Sendable {
     func record(_ index: Int, _ result: Result<DeliveryReport, KafkaError>) {
         let (finished, kept) = state.withLock { state -> ((CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>, [Result<DeliveryReport, KafkaError>])?, Unmanaged<PendingDeliveries>?) in
             state.results[index] = result
-            state.fresh.append(index)
+            state.fresh?.append(index)
             state.remaining -= 1
             guard state.remaining == 0 else { return (nil, nil) }
             allIn.signal()
@@ -306,8 +306,8 @@ private final class PendingDeliveries: Sendable {
 
     func takeReports() -> [(index: Int, result: Result<DeliveryReport, KafkaError>)] {
         state.withLock { state in
-            defer { state.fresh.removeAll(keepingCapacity: true) }
-            return state.fresh.map { ($0, state.results[$0]!) }
+            defer { state.fresh?.removeAll(keepingCapacity: true) }
+            return (state.fresh ?? []).map { ($0, state.results[$0]!) }
         }
     }
 
