@@ -1,4 +1,6 @@
 import CRdKafka
+import Foundation
+import Synchronization
 
 /// A topic to create: name, partition count, replication factor.
 public struct TopicSpec: Sendable, Hashable {
@@ -40,6 +42,8 @@ public final class KafkaAdmin: Sendable {
     private let client: RdKafkaClient
     private let configuration: KafkaConfiguration
     private let timeoutMilliseconds: Int32 = 10_000
+    /// Leaders whose watermark queries are under way.
+    private let leadersAsked = Mutex<Set<Int32>>([])
 
     public init(configuration: KafkaConfiguration) throws {
         self.configuration = configuration
@@ -157,10 +161,57 @@ public final class KafkaAdmin: Sendable {
         }
     }
 
+    /// Watermarks of every partition of `topics`, asking the leaders side by side: a leader that does not answer
+    /// within `timeout` (a broker that is down) leaves its partitions in `unanswered` and holds up nothing else.
+    public func watermarks(of topics: [String], timeout: Duration) async throws -> (offsets: [PartitionOffsets], unanswered: [TopicPartition]) {
+        let byLeader = Dictionary(grouping: try await leaders(of: topics), by: \.value).mapValues { $0.map(\.key).sorted() }
+        return await withTaskGroup(of: ([PartitionOffsets], [TopicPartition]).self) { group in
+            for (leader, partitions) in byLeader {
+                group.addTask { await self.watermarks(of: partitions, ledBy: leader, timeout: timeout) }
+            }
+            var offsets: [PartitionOffsets] = []
+            var unanswered: [TopicPartition] = []
+            for await (answered, missing) in group {
+                offsets += answered
+                unanswered += missing
+            }
+            return (offsets.sorted { $0.partition < $1.partition }, unanswered.sorted())
+        }
+    }
+
+    /// librdkafka's watermark query does not give up at its timeout while the leader is unreachable (it retries
+    /// until the broker's state changes), so each leader's queries run on a thread of their own, the answer is
+    /// not waited for past `timeout`, and a leader still busy with an earlier query is not asked again.
+    private func watermarks(of partitions: [TopicPartition], ledBy leader: Int32, timeout: Duration) async -> ([PartitionOffsets], [TopicPartition]) {
+        guard leadersAsked.withLock({ $0.insert(leader).inserted }) else { return ([], partitions) }
+        let client = self.client
+        let answer = FirstAnswer<([PartitionOffsets], [TopicPartition])>()
+        return await withCheckedContinuation { continuation in
+            answer.await(continuation)
+            Thread.detachNewThread { [self] in
+                var answered: [PartitionOffsets] = []
+                for partition in partitions {
+                    var low: Int64 = 0
+                    var high: Int64 = 0
+                    let code = rd_kafka_query_watermark_offsets(
+                        client.handle, partition.topic, partition.partition, &low, &high, timeout.librdkafkaMilliseconds)
+                    guard code == RD_KAFKA_RESP_ERR_NO_ERROR else { break }
+                    answered.append(PartitionOffsets(partition: partition, low: low, high: high, committed: nil))
+                }
+                leadersAsked.withLock { _ = $0.remove(leader) }
+                answer.give((answered, Array(partitions.dropFirst(answered.count))))
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                answer.give(([], partitions))
+            }
+        }
+    }
+
     /// A group's committed offsets, read through a consumer handle of that group that never joins it.
-    public func committedOffsets(group: String, partitions: [TopicPartition]) async throws -> [TopicPartition: Int64] {
+    public func committedOffsets(group: String, partitions: [TopicPartition], timeout: Duration = .seconds(10)) async throws -> [TopicPartition: Int64] {
         let properties = configuration.consumerProperties(group: group)
-        let timeout = timeoutMilliseconds
+        let timeout = timeout.librdkafkaMilliseconds
         return try await offloaded {
             let reader = try RdKafkaClient(type: RD_KAFKA_CONSUMER, properties: properties)
             return try withPartitionList(partitions.map { ($0, Int64(RD_KAFKA_OFFSET_INVALID)) }) { list in
@@ -171,5 +222,28 @@ public final class KafkaAdmin: Sendable {
                 return offsets
             }
         }
+    }
+}
+
+extension Duration {
+    /// As librdkafka takes a timeout.
+    var librdkafkaMilliseconds: Int32 {
+        Int32(clamping: components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+/// Resumes a waiter with the first value given; later ones are dropped.
+private final class FirstAnswer<Value: Sendable>: Sendable {
+    private let waiter = Mutex<CheckedContinuation<Value, Never>?>(nil)
+
+    func await(_ continuation: CheckedContinuation<Value, Never>) {
+        waiter.withLock { $0 = continuation }
+    }
+
+    func give(_ value: Value) {
+        waiter.withLock { waiter in
+            defer { waiter = nil }
+            return waiter
+        }?.resume(returning: value)
     }
 }

@@ -112,7 +112,7 @@ public final class KafkaProducer: Sendable {
     @discardableResult
     public func flush(timeout: Duration = .seconds(10)) async -> Bool {
         let client = self.client
-        let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = timeout.librdkafkaMilliseconds
         let result = try? await offloaded { rd_kafka_flush(client.handle, milliseconds) }
         if result != RD_KAFKA_RESP_ERR_NO_ERROR {
             logger.warning("flush timed out with \(rd_kafka_outq_len(client.handle)) messages undelivered; purging them")

@@ -5,12 +5,9 @@ import Testing
     @Test func theEmbeddedClusterPublishesItsBrokersAndEmporiumsTopicsAndStopsOnSigterm() async throws {
         let varDir = try temporaryDirectory("cluster")
         defer { try? FileManager.default.removeItem(at: varDir) }
-        let cluster = try ChildProcess(
-            Executables.url("emporium"), ["cluster", "--var-dir", varDir.path, "--partitions", "4"],
-            log: varDir.appendingPathComponent("cluster.log"))
+        let cluster = try await startEmbeddedCluster(in: varDir, partitions: 4)
         defer { cluster.stop(signal: SIGKILL) }
         let bootstrapFile = varDir.appendingPathComponent("kafka/bootstrap")
-        try await waitUntil(.seconds(20), "the bootstrap file") { FileManager.default.fileExists(atPath: bootstrapFile.path) }
         let servers = try String(contentsOf: bootstrapFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(servers.split(separator: ",").count == 3)
 
@@ -37,12 +34,9 @@ import Testing
     @Test func faultCommandsTakeABrokerDownAndBringItBack() async throws {
         let varDir = try temporaryDirectory("cluster-faults")
         defer { try? FileManager.default.removeItem(at: varDir) }
-        let cluster = try ChildProcess(
-            Executables.url("emporium"), ["cluster", "--var-dir", varDir.path, "--partitions", "2"],
-            log: varDir.appendingPathComponent("cluster.log"))
+        let cluster = try await startEmbeddedCluster(in: varDir, partitions: 2)
         defer { cluster.stop(signal: SIGKILL) }
         let bootstrapFile = varDir.appendingPathComponent("kafka/bootstrap")
-        try await waitUntil(.seconds(20), "the bootstrap file") { FileManager.default.fileExists(atPath: bootstrapFile.path) }
         let servers = try String(contentsOf: bootstrapFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         func emporium(_ arguments: [String]) throws -> (status: Int32, output: String) {
             try run(Executables.url("emporium").path, ["cluster"] + arguments + ["--var-dir", varDir.path], timeout: .seconds(30))

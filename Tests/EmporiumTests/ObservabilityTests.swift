@@ -100,6 +100,38 @@ import Testing
         shop.stop()
     }
 
+    /// A broker that is down is when someone runs `emporium status`: it answers within seconds with what it could
+    /// read and names what it could not. (It used to ask partition by partition, 10 s for each one the downed
+    /// broker leads, and then fail on the first group that broker coordinates.)
+    @Test func statusAnswersWithABrokerDownAndNamesWhatItCouldNotRead() async throws {
+        let varDir = try temporaryDirectory("status-broker-down")
+        defer { try? FileManager.default.removeItem(at: varDir) }
+        let cluster = try await startEmbeddedCluster(in: varDir, partitions: 3)
+        defer { cluster.stop(signal: SIGKILL) }
+        func emporium(_ arguments: [String]) throws -> (status: Int32, output: String) {
+            try run(Executables.url("emporium").path, arguments + ["--var-dir", varDir.path], timeout: .seconds(60))
+        }
+        for (partition, broker) in [(0, 1), (1, 2), (2, 3)] {
+            #expect(try emporium(["cluster", "leader", "orders", String(partition), String(broker)]).status == 0)
+        }
+        #expect(try emporium(["cluster", "broker", "2", "down"]).status == 0)
+
+        let answer = try emporium(["status", "--json"])
+        #expect(answer.status == 0, "\(answer.output)")
+        // librdkafka logs the refused connections beside the snapshot's one line of JSON.
+        let snapshot = json(String(answer.output.split(separator: "\n").first { $0.hasPrefix("{") } ?? ""))
+        let unanswered = snapshot["unanswered"] as? [String] ?? []
+        #expect(unanswered.contains { $0.hasPrefix("the leaders of") }, "\(unanswered)")
+        let orders = (snapshot["topics"] as? [[String: Any]])?.first { $0["name"] as? String == "orders" }
+        let partitions = orders?["partitions"] as? [[String: Any]] ?? []
+        #expect(partitions.count == 3)
+        #expect(partitions.filter { $0["high"] == nil }.map { $0["partition"] as? Int } == [1], "\(partitions)")
+
+        let screen = try emporium(["status"])
+        #expect(screen.status == 0 && screen.output.contains("NOT ANSWERED"), "\(screen.output)")
+        #expect(cluster.stop(signal: SIGTERM) == 0)
+    }
+
     @Test func theConsoleShowsTheShopLiveInABrowser() async throws {
         let chromium = try #require(["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) },
                                     "deploy/test.sh installs Debian's chromium")

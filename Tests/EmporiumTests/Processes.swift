@@ -210,3 +210,18 @@ struct ScopedTemporaryDirectory {
     /// PIDs of processes still running with this directory on their command line.
     func processesLeft() throws -> String { try run("/usr/bin/pgrep", ["-f", url.path + "/"]).output }
 }
+
+/// `emporium cluster` in `varDir`, once it has written its bootstrap file.
+func startEmbeddedCluster(in varDir: URL, partitions: Int) async throws -> ChildProcess {
+    let cluster = try ChildProcess(
+        Executables.url("emporium"), ["cluster", "--var-dir", varDir.path, "--partitions", String(partitions)],
+        log: varDir.appendingPathComponent("cluster.log"))
+    let bootstrapFile = varDir.appendingPathComponent("kafka/bootstrap")
+    do {
+        try await waitUntil(.seconds(20), "the bootstrap file") { FileManager.default.fileExists(atPath: bootstrapFile.path) }
+    } catch {
+        cluster.stop(signal: SIGKILL)
+        throw error
+    }
+    return cluster
+}

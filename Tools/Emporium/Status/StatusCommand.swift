@@ -65,16 +65,21 @@ struct StatusScreen {
         lines.append("Emporium  \(snapshot.takenAt)  lag \(snapshot.totalLag)  dead letters \(deadLetters)  instances \(snapshot.instances.filter { $0.status != nil }.count)")
         lines.append("")
         lines.append("BROKERS  " + snapshot.brokers.map { "\($0.id) \($0.host):\($0.port)" }.joined(separator: "   "))
+        for gap in snapshot.unanswered { lines.append("NOT ANSWERED  \(gap) (shown as ?)") }
         lines.append("")
         lines.append(textTable(["TOPIC", "PARTITIONS", "MESSAGES", "LOG-START..END PER PARTITION"], snapshot.topics.map { topic in
-            [topic.name, "\(topic.partitions.count)", "\(topic.messages)", topic.partitions.map { "\($0.low)..\($0.high)" }.joined(separator: " ")]
+            [topic.name, "\(topic.partitions.count)", "\(topic.messages)", topic.partitions.map { partition in
+                guard let low = partition.low, let high = partition.high else { return "?" }
+                return "\(low)..\(high)"
+            }.joined(separator: " ")]
         }))
         lines.append("DEAD LETTERS  " + snapshot.deadLetters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "   "))
         lines.append("")
         var rows: [[String]] = []
         for group in snapshot.groups {
             for row in group.partitions {
-                rows.append([group.group, row.topic, "\(row.partition)", row.committed.map(String.init) ?? "-", "\(row.end)", "\(row.lag)", row.owner ?? "-"])
+                rows.append([group.group, row.topic, "\(row.partition)", row.committed.map(String.init) ?? "-",
+                             row.end.map(String.init) ?? "?", row.lag.map(String.init) ?? "?", row.owner ?? "-"])
             }
         }
         lines.append(textTable(["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID"], rows))
