@@ -187,7 +187,7 @@ public final class KafkaAdmin: Sendable {
         let client = self.client
         let answer = FirstAnswer<([PartitionOffsets], [TopicPartition])>()
         return await withCheckedContinuation { continuation in
-            answer.await(continuation)
+            answer.hold(continuation)
             Thread.detachNewThread { [self] in
                 var answered: [PartitionOffsets] = []
                 for partition in partitions {
@@ -236,7 +236,7 @@ extension Duration {
 private final class FirstAnswer<Value: Sendable>: Sendable {
     private let waiter = Mutex<CheckedContinuation<Value, Never>?>(nil)
 
-    func await(_ continuation: CheckedContinuation<Value, Never>) {
+    func hold(_ continuation: CheckedContinuation<Value, Never>) {
         waiter.withLock { $0 = continuation }
     }
 
