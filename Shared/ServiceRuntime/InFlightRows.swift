@@ -33,8 +33,6 @@ struct InFlightRows {
     private(set) var lastSent: Int64 = 0
     private(set) var count = 0
 
-    var isEmpty: Bool { batches.isEmpty }
-
     mutating func add(_ rows: [OutboxRow], _ deliveries: Deliveries) {
         guard let last = rows.last?.id else { return }
         batches.append(Batch(rows: rows, deliveries: deliveries, unreported: rows.count, sent: .now))
