@@ -68,6 +68,44 @@ public enum KafkaConsumerEvent: Sendable, Equatable {
     case offsetGap(TopicPartition, expected: Int64, resumedAt: Int64)
     /// A non-fatal error; the consumer carries on.
     case error(KafkaError)
+    /// The coordinator answered this member's join: who it is now, and whom the group elected to assign the
+    /// partitions. Reported only when librdkafka's `cgrp` debug context is on (the embedded cluster's tuning),
+    /// because librdkafka tells it nowhere else.
+    case joined(JoinGroupAnswer)
+}
+
+/// A join the coordinator answered, as librdkafka 2.0.2 logs it in its `cgrp` debug context (facility
+/// `JOINGROUP`): "JoinGroup response: GenerationId 3, Protocol range, LeaderId L, my MemberId M, member metadata
+/// count 0: (no error)". librdkafka offers no call for the leader's member ID; the embedded cluster needs it to
+/// find a dead member that no instance could record (see `MemberRecords`). A line in another form is not a join.
+public struct JoinGroupAnswer: Sendable, Equatable {
+    public let generation: Int32
+    public let member: String
+    public let leader: String
+
+    public var isLeader: Bool { member == leader }
+
+    public init(generation: Int32, member: String, leader: String) {
+        self.generation = generation
+        self.member = member
+        self.leader = leader
+    }
+
+    /// `line` as the log callback has it: after the logging thread's name ("[thrd:main]: ").
+    init?(logLine line: String) {
+        guard let start = line.range(of: "JoinGroup response: GenerationId "), line.hasSuffix(": (no error)"),
+              let generationEnd = line.range(of: ", Protocol ", range: start.upperBound..<line.endIndex),
+              let leaderStart = line.range(of: ", LeaderId ", range: generationEnd.upperBound..<line.endIndex),
+              let memberStart = line.range(of: ", my MemberId ", range: leaderStart.upperBound..<line.endIndex),
+              let memberEnd = line.range(of: ", member metadata count ", range: memberStart.upperBound..<line.endIndex),
+              let generation = Int32(line[start.upperBound..<generationEnd.lowerBound])
+        else { return nil }
+        var leader = line[leaderStart.upperBound..<memberStart.lowerBound]
+        if leader.hasSuffix(" (me)") { leader = leader.dropLast(5) }
+        let member = line[memberStart.upperBound..<memberEnd.lowerBound]
+        guard !leader.isEmpty, !member.isEmpty else { return nil }
+        self.init(generation: generation, member: String(member), leader: String(leader))
+    }
 }
 
 /// A member of a balanced consumer group that hands over messages in batches.
@@ -104,6 +142,7 @@ public final class KafkaConsumer: Sendable {
             rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(core).toOpaque())
             rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback)
             rd_kafka_conf_set_offset_commit_cb(conf, offsetCommitCallback)
+            rd_kafka_conf_set_log_cb(conf, consumerLogCallback)
         }
         rd_kafka_poll_set_consumer(client.handle)
         try withPartitionList(topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), 0) }) { list in
@@ -291,6 +330,8 @@ final class ConsumerCore: Sendable {
             logger.info("assigned \(partitions.count) partitions")
         case .revoked(let partitions):
             logger.info("revoked \(partitions.count) partitions")
+        case .joined(let answer):
+            logger.debug("joined as member \(answer.member) of generation \(answer.generation); leader \(answer.leader)")
         }
         eventSink.yield(event)
     }
@@ -572,6 +613,16 @@ private let offsetCommitCallback: @convention(c) (
 }
 
 /// librdkafka calls this from inside a consumer poll, so always on the consumer's poll thread.
+/// Hears the joins the coordinator answers (`JoinGroupAnswer`), then logs the line as every client does.
+private let consumerLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = {
+    client, level, facility, text in
+    if let client, let facility, let text, strcmp(facility, "JOINGROUP") == 0, let opaque = rd_kafka_opaque(client),
+       let answer = JoinGroupAnswer(logLine: String(cString: text)) {
+        Unmanaged<ConsumerCore>.fromOpaque(opaque).takeUnretainedValue().report(.joined(answer))
+    }
+    logLibrdkafkaLine(client, level, facility, text)
+}
+
 private let rebalanceCallback: @convention(c) (
     OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
 ) -> Void = { rk, code, list, opaque in

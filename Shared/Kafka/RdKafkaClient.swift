@@ -86,6 +86,11 @@ final class RdKafkaClient: @unchecked Sendable {
 private let librdkafkaLogger = Logger(label: "emporium.kafka.librdkafka")
 
 private let logCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = { client, level, facility, text in
+    logLibrdkafkaLine(client, level, facility, text)
+}
+
+/// What every client's log callback does with a line; a client that also reads some lines calls it after.
+func logLibrdkafkaLine(_ client: OpaquePointer?, _ level: Int32, _ facility: UnsafePointer<CChar>?, _ text: UnsafePointer<CChar>?) {
     let level: Logger.Level = switch level {
     case ...2: .critical
     case 3: .error

@@ -59,6 +59,8 @@ import Testing
         #expect(embedded.bootstrapServers == "127.0.0.1:9")
         #expect(embedded.consumerProperties(group: "g")["fetch.wait.max.ms"] == "5")
         #expect(embedded.consumerProperties(group: "g")["session.timeout.ms"] == "3500", "the mock's quick failover")
+        #expect(embedded.consumerProperties(group: "g")["debug"] == "cgrp", "the joins' answers name the group's leader")
+        #expect(embedded.producerProperties()["debug"] == nil)
 
         let real = try KafkaConfiguration.resolve(
             overrides: ["security.protocol=SSL"], environment: ["KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9092"], varDirectory: directory.path)
@@ -66,6 +68,7 @@ import Testing
         #expect(real.properties["security.protocol"] == "SSL")
         #expect(real.consumerProperties(group: "g")["fetch.wait.max.ms"] == nil)
         #expect(real.consumerProperties(group: "g")["session.timeout.ms"] == "6000", "a real cluster keeps Kafka's defaults")
+        #expect(real.consumerProperties(group: "g")["debug"] == nil)
     }
 
     @Test func noBootstrapServersAnywhereSaysWhereToSetThem() {
