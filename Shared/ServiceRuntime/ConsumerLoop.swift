@@ -51,7 +51,9 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
             }
         }
         let members = MemberRecords(databasePath: database.path)
-        if configuration.isEmbeddedCluster, let servers = configuration.bootstrapServers {
+        do { try members.markAlive() } catch { logger.warning("\(error)") }
+        let embeddedServers = configuration.isEmbeddedCluster ? configuration.bootstrapServers : nil
+        if let servers = embeddedServers {
             _ = await onSpareThread { members.removeDeadMembers(bootstrapServers: servers, logger: logger) }
         }
         let consumer = try KafkaConsumer(
@@ -63,7 +65,19 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
         let watcher = Task {
             for await event in consumer.events {
                 status.note(event)
-                guard case .assigned = event, let member = consumer.memberID() else { continue }
+                let member: String
+                switch event {
+                case .joined(let answer):
+                    member = answer.member
+                    if !answer.isLeader, let servers = embeddedServers, !members.othersAlive() {
+                        await onSpareThread { members.removeDeadLeader(answer, of: group, bootstrapServers: servers, logger: logger) }
+                    }
+                case .assigned:
+                    guard let assigned = consumer.memberID() else { continue }
+                    member = assigned
+                default:
+                    continue
+                }
                 do { try members.hold(memberID: member, group: group, instance: instance) } catch { logger.warning("\(error)") }
             }
         }
@@ -171,7 +185,7 @@ public final class ConsumerStatus: Sendable {
             fellOffLog.increment()
         case .offsetGap:
             gaps.increment()
-        case .error:
+        case .error, .joined:
             break
         }
     }
