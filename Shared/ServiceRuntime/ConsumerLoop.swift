@@ -69,7 +69,7 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
                 switch event {
                 case .joined(let answer):
                     member = answer.member
-                    if !answer.isLeader, let servers = embeddedServers, !members.othersAlive() {
+                    if let servers = embeddedServers, members.leaderIsDead(answer) {
                         await onSpareThread { members.removeDeadLeader(answer, of: group, bootstrapServers: servers, logger: logger) }
                     }
                 case .assigned:

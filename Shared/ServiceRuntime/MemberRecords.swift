@@ -16,9 +16,11 @@ import Synchronization
 ///
 /// A process killed before its join was answered never learns its member ID, yet the embedded cluster keeps
 /// that member, elects it leader if it joined first, and waits for its session to end twice over (once for the
-/// leader's assignment, once for the rebalance after it). Each instance therefore also holds an `alive-<pid>`
-/// file from its start: an instance that hears it joined as a follower while no other instance is alive knows
-/// the leader is dead (`othersAlive`), and takes it out by the ID its join answer names.
+/// leader's assignment, once for the rebalance after it). Each instance therefore also holds an `alive-<pid>-…`
+/// file from its start. An instance that found a dead instance's files when it started, and then hears it joined
+/// as a follower while no other instance is alive, knows the leader is dead (`leaderIsDead`) and takes it out by
+/// the ID its join answer names. Instances that merely share a group name without sharing a database (not a
+/// deployment Emporium supports: their inboxes would differ) then never take each other out.
 public final class MemberRecords: Sendable {
     private struct Record: Codable {
         let group: String
@@ -36,7 +38,9 @@ public final class MemberRecords: Sendable {
     public let directory: String
     private let held = Mutex<Held?>(nil)
     private let alive = Mutex<Int32?>(nil)
-    private var aliveName: String { "alive-\(getpid())" }
+    private let sawDeadInstance = Mutex(false)
+    /// Named for the process and this object, so instances in one process (tests) have one each.
+    private let aliveName = "alive-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
 
     public init(databasePath: String) {
         directory = databasePath + ".members"
@@ -84,9 +88,15 @@ public final class MemberRecords: Sendable {
         if let previous = alive.withLock({ alive in defer { alive = descriptor }; return alive }) { close(previous) }
     }
 
+    /// Whether the leader a join answer named can be no running instance: this instance found a dead one's files
+    /// when it started (`removeDeadMembers`), and no other instance is alive now.
+    public func leaderIsDead(_ answer: JoinGroupAnswer) -> Bool {
+        !answer.isLeader && sawDeadInstance.withLock { $0 } && !othersAlive()
+    }
+
     /// Whether another instance sharing this database is running: whether any file here other than this
     /// instance's own is locked.
-    public func othersAlive() -> Bool {
+    private func othersAlive() -> Bool {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return false }
         let own: Set<String> = [aliveName, ".\(getpid()).staging", held.withLock { $0.map { URL(fileURLWithPath: $0.path).lastPathComponent } } ?? ""]
         return names.contains { name in
@@ -122,6 +132,7 @@ public final class MemberRecords: Sendable {
             guard descriptor >= 0 else { continue }
             defer { close(descriptor) }
             guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else { continue }  // its instance is alive
+            sawDeadInstance.withLock { $0 = true }
             if name.hasPrefix(".") || name.hasPrefix("alive-") {
                 unlink(path)  // staged by, or marking, an instance that died
                 continue
@@ -146,8 +157,8 @@ public final class MemberRecords: Sendable {
         return removed
     }
 
-    /// Takes out of the group the leader this instance's join answer named, once `othersAlive` said no other
-    /// instance runs: a member no running process is, killed before its join was answered. Blocks on the network.
+    /// Takes out of the group the leader this instance's join answer named, once `leaderIsDead` said it is no
+    /// running process: a member killed before its join was answered. Blocks on the network.
     public func removeDeadLeader(_ answer: JoinGroupAnswer, of group: String, bootstrapServers: String, logger: Logger) {
         do {
             switch try GroupMemberRemoval.remove(member: answer.leader, from: group, bootstrapServers: bootstrapServers) {

@@ -52,4 +52,37 @@ import Testing
         #expect(records.removeDeadMembers(bootstrapServers: cluster.bootstrapServers, logger: logger).isEmpty)
         #expect(files(records).isEmpty)
     }
+
+    /// The leader a join answer names is taken for dead only by an instance that found a dead one's files when it
+    /// started, and only while no other instance is alive.
+    @Test func aFollowerTakesTheLeaderForDeadOnlyAfterADeathAndWhileNoOtherInstanceLives() throws {
+        let follower = JoinGroupAnswer(generation: 3, member: "0x2", leader: "0x1")
+        let leader = JoinGroupAnswer(generation: 3, member: "0x2", leader: "0x2")
+        let unreachable = "127.0.0.1:1"
+
+        // A first start: nothing died, so a leader it does not know is another instance's, recorded or not.
+        let first = MemberRecords(databasePath: databasePath)
+        try first.markAlive()
+        first.removeDeadMembers(bootstrapServers: unreachable, logger: logger)
+        #expect(!first.leaderIsDead(follower))
+        first.release()
+
+        // What a process killed before its join was answered leaves: its alive file, no longer locked.
+        let records = MemberRecords(databasePath: databasePath)
+        try "".write(toFile: records.directory + "/alive-4242-7", atomically: true, encoding: .utf8)
+        try records.markAlive()
+        records.removeDeadMembers(bootstrapServers: unreachable, logger: logger)
+        #expect(files(records).count == 1, "the dead one's file goes; this instance's stays")
+        #expect(records.leaderIsDead(follower))
+        #expect(!records.leaderIsDead(leader))
+
+        // Another instance running beside it may be that leader.
+        let other = MemberRecords(databasePath: databasePath)
+        try other.markAlive()
+        #expect(!records.leaderIsDead(follower))
+        other.release()
+        #expect(records.leaderIsDead(follower))
+        records.release()
+        #expect(files(records).isEmpty)
+    }
 }
