@@ -612,8 +612,8 @@ private let offsetCommitCallback: @convention(c) (
     }
 }
 
-/// librdkafka calls this from inside a consumer poll, so always on the consumer's poll thread.
-/// Hears the joins the coordinator answers (`JoinGroupAnswer`), then logs the line as every client does.
+/// Hears the joins the coordinator answers (`JoinGroupAnswer`), then logs the line as every client does. Called
+/// from librdkafka's own threads; the core it reaches outlives the client (`RdKafkaClient`'s callback context).
 private let consumerLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = {
     client, level, facility, text in
     if let client, let facility, let text, strcmp(facility, "JOINGROUP") == 0, let opaque = rd_kafka_opaque(client),
@@ -623,6 +623,7 @@ private let consumerLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePo
     logLibrdkafkaLine(client, level, facility, text)
 }
 
+/// librdkafka calls this from inside a consumer poll, so always on the consumer's poll thread.
 private let rebalanceCallback: @convention(c) (
     OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
 ) -> Void = { rk, code, list, opaque in
