@@ -101,8 +101,9 @@ struct Backpressure: Experiment {
         lab.evidence(["SECOND", "LAG (ALL GROUPS)", "OUTBOX ROWS"], stride(from: 0, to: samples.count, by: max(1, samples.count / 12)).map { index in
             [String(format: "%.0f", samples[index].0), String(samples[index].1), String(samples[index].2)]
         })
-        lab.evidence(["SUSTAINED/S", "OFFERED/S", "PLACED", "REFUSED OR FAILED REQUESTS", "PEAK LAG", "PEAK OUTBOX", "PENDING AT END", "P99 PLACED→END"], [[
-            String(format: "%.0f", sustained), String(format: "%.0f", rate), String(summary.placed), String(summary.httpErrors),
+        lab.evidence(["SUSTAINED/S", "OFFERED/S", "PLACED/S", "PLACED", "REFUSED OR FAILED REQUESTS", "PEAK LAG", "PEAK OUTBOX", "PENDING AT END", "P99 PLACED→END"], [[
+            String(format: "%.0f", sustained), String(format: "%.0f", rate), String(format: "%.0f", summary.placedPerSecond),
+            String(summary.placed), String(summary.httpErrors),
             String(peakLag), String(peakOutbox), String(summary.pending), String(format: "%.0f ms", summary.latencyMilliseconds["p99"] ?? 0),
         ]])
         return .check(summary.httpErrors == 0 && summary.pending == 0 && peakLag + Int64(peakOutbox) > 0 && drained,
