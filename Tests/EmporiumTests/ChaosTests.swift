@@ -47,6 +47,19 @@ import Testing
         }
     }
 
+    /// Starts a new payment-service process and waits until its `/status` says it owns all 12 partitions; returns
+    /// the process and the seconds from `since` until then.
+    private func startPaymentServiceUntilItOwnsEveryPartition(_ shop: Shop, since: ContinuousClock.Instant) async throws -> (ChildProcess, Double) {
+        try shop.start("payment-service", instance: 1)
+        let process = shop.instances(of: "payment-service")[0]
+        try await waitUntil(.seconds(60), "the new payment-service process owns every partition") {
+            let answer = try json(get(shop.url(of: "payment-service") + "/status").text)
+            return answer["pid"] as? Int == Int(process.pid) && (answer["partitions"] as? [Any])?.count == 12
+        }
+        let took = ContinuousClock.now - since
+        return (process, Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)
+    }
+
     private func latency(_ summary: [String: Any]) -> (p50: Double, p99: Double, max: Double) {
         let figures = summary["latencyMilliseconds"] as? [String: Double] ?? [:]
         return (figures["p50"] ?? .infinity, figures["p99"] ?? .infinity, figures["max"] ?? .infinity)
@@ -103,14 +116,8 @@ import Testing
         }
         let killedAt = ContinuousClock.now
         shop.instances(of: "payment-service")[0].stop(signal: SIGKILL)
-        try shop.start("payment-service", instance: 1)
-        let restarted = shop.instances(of: "payment-service")[0]
-        try await waitUntil(.seconds(60), "the restarted payment-service owns every partition") {
-            let answer = try status()
-            return answer["pid"] as? Int == Int(restarted.pid) && (answer["partitions"] as? [Any])?.count == 12
-        }
-        let ownedAgain = ContinuousClock.now - killedAt
-        print(String(format: "payment-service killed and restarted: its partitions owned again after %.1f s", Double(ownedAgain.components.seconds) + Double(ownedAgain.components.attoseconds) / 1e18))
+        let (restarted, ownedAgain) = try await startPaymentServiceUntilItOwnsEveryPartition(shop, since: killedAt)
+        print(String(format: "payment-service killed and restarted: its partitions owned again after %.1f s", ownedAgain))
         #expect(restarted.output.contains("took member \(member ?? "?") of payment-service-1"), "\(restarted.output.suffix(3_000))")
         shop.stop()
     }
@@ -137,15 +144,8 @@ import Testing
         try await Task.sleep(until: firstKill + .seconds(2), clock: .continuous)
         #expect((try status()["memberId"] as? String) == nil, "the second process's join was answered already: the scenario did not happen")
         second.stop(signal: SIGKILL)
-        let secondKill = ContinuousClock.now
-        try shop.start("payment-service", instance: 1)
-        let third = shop.instances(of: "payment-service")[0]
-        try await waitUntil(.seconds(60), "the third process owns every partition") {
-            let answer = try status()
-            return answer["pid"] as? Int == Int(third.pid) && (answer["partitions"] as? [Any])?.count == 12
-        }
-        let ownedAgain = ContinuousClock.now - secondKill
-        print(String(format: "payment-service killed twice 2 s apart: its partitions owned again %.1f s after the second kill", Double(ownedAgain.components.seconds) + Double(ownedAgain.components.attoseconds) / 1e18))
+        let (third, ownedAgain) = try await startPaymentServiceUntilItOwnsEveryPartition(shop, since: .now)
+        print(String(format: "payment-service killed twice 2 s apart: its partitions owned again %.1f s after the second kill", ownedAgain))
         #expect(third.output.contains("took the elected leader"), "\(third.output.suffix(3_000))")
         shop.stop()
     }
