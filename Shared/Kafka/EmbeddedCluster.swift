@@ -68,6 +68,15 @@ public final class EmbeddedCluster: @unchecked Sendable {
         }
     }
 
+    /// Makes `broker` the coordinator of consumer group `group`. Unset, the cluster picks one by hashing the
+    /// group's name, so a test that takes a group's coordinator away names it here.
+    public func setCoordinator(ofGroup group: String, to broker: Int32) throws {
+        let code = rd_kafka_mock_coordinator_set(cluster, "group", group, broker)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError.from(code, operation: "make broker \(broker) the coordinator of group \(group)")
+        }
+    }
+
     public func setAllBrokersDown() throws {
         for id in 1...brokerCount { try setBrokerDown(id) }
     }

@@ -113,9 +113,9 @@ public struct JoinGroupAnswer: Sendable, Equatable {
 /// One dedicated thread owns every consumer call. It polls a batch, hands it over through `batches`, and then
 /// waits for that batch to be committed (or released) before it polls again. A commit goes to the coordinator
 /// asynchronously, so the next batch need not wait a round trip; the offsets of every committed batch are
-/// committed again, synchronously, when partitions are revoked and when the consumer closes. Rebalance callbacks
-/// run only inside a poll, so by the time partitions are revoked the batch in hand is finished and its offsets
-/// are committed before the partitions go; on assignment, reading resumes at the committed offsets, or where
+/// committed again, synchronously (for 5 s at most), when partitions are revoked and when the consumer closes.
+/// Rebalance callbacks run only inside a poll, so by the time partitions are revoked the batch in hand is
+/// finished and its offsets are committed before the partitions go; on assignment, reading resumes at the committed offsets, or where
 /// `startingOffsets` says (a service's database, which knows what it applied better than Kafka does). If a
 /// rebalance happens while a batch is being assembled, the batch is dropped and its partitions rewound, because
 /// it may hold messages from before it.
@@ -373,7 +373,7 @@ final class ConsumerCore: Sendable {
             switch acknowledgement {
             case .commit(let offsets, let continuation):
                 state.withLock { $0.processedOffsets.merge(offsets) { max($0, $1) } }
-                continuation.resume(with: Result { try commit(rk, offsets, synchronously: false) })
+                continuation.resume(with: Result { try commitAsynchronously(rk, offsets) })
             case .release(let offsets, let continuation):
                 rewind(rk, to: offsets)
                 continuation.resume()
@@ -512,14 +512,39 @@ final class ConsumerCore: Sendable {
         }
     }
 
-    private func commit(_ rk: OpaquePointer, _ offsets: [TopicPartition: Int64], synchronously: Bool) throws {
+    /// Hands the offsets to librdkafka, which sends them to the coordinator in the background.
+    private func commitAsynchronously(_ rk: OpaquePointer, _ offsets: [TopicPartition: Int64]) throws {
         try withPartitionList(offsets.sorted { $0.key < $1.key }) { list in
-            let code = rd_kafka_commit(rk, list, synchronously ? 0 : 1)
+            let code = rd_kafka_commit(rk, list, 1)
             if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "commit offsets") }
-            if let failed = list.entries.first(where: { $0.error != RD_KAFKA_RESP_ERR_NO_ERROR }) {
+        }
+    }
+
+    /// Commits and waits for the coordinator's answer, for at most `limit`. librdkafka's synchronous commit has
+    /// no end: a service SIGTERMed just after its cluster was killed waited in it for good, its poll thread
+    /// holding up the stop. Given up, the commit may still land later; the next owner reads again from the
+    /// offsets committed before, as after a crash.
+    private func commitAndWait(_ rk: OpaquePointer, _ offsets: [TopicPartition: Int64], upTo limit: Duration) throws {
+        guard let queue = rd_kafka_queue_new(rk) else { throw KafkaError.fatal("librdkafka gave no queue to commit through") }
+        // librdkafka's answer holds its own reference to the queue, so letting go of it here is safe.
+        defer { rd_kafka_queue_destroy(queue) }
+        try withPartitionList(offsets.sorted { $0.key < $1.key }) { list in
+            let code = rd_kafka_commit_queue(rk, list, queue, nil, nil)
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "commit offsets") }
+        }
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            guard let event = rd_kafka_queue_poll(queue, 100) else { continue }
+            defer { rd_kafka_event_destroy(event) }
+            guard rd_kafka_event_type(event) == RD_KAFKA_EVENT_OFFSET_COMMIT else { continue }
+            let code = rd_kafka_event_error(event)
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError.from(code, operation: "commit offsets") }
+            if let list = rd_kafka_event_topic_partition_list(event), let failed = list.entries.first(where: { $0.error != RD_KAFKA_RESP_ERR_NO_ERROR }) {
                 throw KafkaError.from(failed.error, operation: "commit offset of \(failed.partition)")
             }
+            return
         }
+        throw KafkaError.from(RD_KAFKA_RESP_ERR__TIMED_OUT, operation: "commit offsets (no answer within \(limit))")
     }
 
     /// Moves each still-assigned partition back so that these offsets are delivered again.
@@ -565,6 +590,11 @@ final class ConsumerCore: Sendable {
         } else {
             // No batch is in hand during a poll, so every processed offset is known: commit them all before
             // the partitions go, synchronously, in case an asynchronous commit has not reached the coordinator.
+            // Unless they were lost: the session ended without the coordinator (unreachable, or it already
+            // dropped this member), so a commit would wait for it and then be refused, holding the poll thread
+            // and the partitions' revocation for seconds. Their next owner starts from the offsets committed
+            // before, or, in a service, from its own database's positions.
+            let lost = rd_kafka_assignment_lost(rk) != 0
             let processed = state.withLock { state in
                 state.assignment = []
                 state.assignmentGeneration += 1
@@ -572,8 +602,10 @@ final class ConsumerCore: Sendable {
                 defer { state.processedOffsets = [:] }
                 return state.processedOffsets
             }
-            if !processed.isEmpty {
-                do { try commit(rk, processed, synchronously: true) } catch let error as KafkaError { report(.error(error)) } catch {}
+            if lost {
+                logger.warning("lost \(partitions.count) partitions (the group's session ended): letting them go without committing")
+            } else if !processed.isEmpty {
+                do { try commitAndWait(rk, processed, upTo: .seconds(5)) } catch let error as KafkaError { report(.error(error)) } catch {}
             }
             rd_kafka_assign(rk, nil)
             if code == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {

@@ -1,5 +1,6 @@
 import Foundation
 @_spi(Testing) import Kafka
+import Synchronization
 import Testing
 
 @Suite(.serialized) struct ProducerConsumerTests {
@@ -35,6 +36,44 @@ import Testing
             let key = "key-\(index % 40)"
             #expect(try report.get().partition == Murmur2.partition(for: key, partitionCount: cluster.partitions))
         }
+    }
+
+    /// A member whose session ends because its coordinator is away has lost its partitions: another member may
+    /// own them already, and a commit has nowhere to go. It lets them go at once. It used to commit them first,
+    /// as on an ordinary revocation, which failed after waiting for the coordinator and held the revocation, and
+    /// the poll thread, meanwhile (4 s in a service's log under the broker chaos test).
+    @Test func aMemberThatLostItsCoordinatorLetsItsPartitionsGoWithoutCommitting() async throws {
+        let cluster = try TestCluster(partitions: 2)
+        // The data on broker 1, the group's coordinator on broker 2: only the coordinator goes away.
+        for partition in 0..<cluster.partitions { try cluster.cluster.setLeader(of: cluster.topic, partition: partition, to: 1) }
+        try cluster.cluster.setCoordinator(ofGroup: "lost", to: 2)
+        let member = try await MemberWithCommittedOffsets(cluster, group: "lost")
+        defer { member.watcher.cancel() }
+
+        try cluster.cluster.setBrokerDown(2)
+        let wentDown = ContinuousClock.now
+        try await waitUntil(.seconds(60), "the member lets its partitions go") { member.events.revocations > 0 }
+        print("the member let its partitions go \(ContinuousClock.now - wentDown) after its coordinator went away")
+        #expect(member.events.commitErrors.isEmpty, "it tried to commit partitions it had lost: \(member.events.commitErrors)")
+        try cluster.cluster.setBrokerUp(2)
+        try await member.consumer.close(within: .seconds(30))
+        _ = try await member.consuming.value
+    }
+
+    /// Closing revokes the assignment, and the revocation commits what was processed. With the whole cluster
+    /// gone, librdkafka's synchronous commit waited for ever: a service SIGTERMed just after its cluster was
+    /// killed never exited. The commit on revocation now waits 5 s at most, and leaving the group 10 s.
+    @Test func aMemberClosesWhenTheClusterIsGoneWithOffsetsStillToCommit() async throws {
+        let cluster = try TestCluster(partitions: 2)
+        let member = try await MemberWithCommittedOffsets(cluster, group: "orphaned")
+        defer { member.watcher.cancel() }
+
+        try cluster.cluster.setAllBrokersDown()
+        let wentDown = ContinuousClock.now
+        try await member.consumer.close(within: .seconds(30))
+        print("the member closed \(ContinuousClock.now - wentDown) after the cluster went away")
+        _ = try await member.consuming.value
+        #expect(member.ledger.count == 20)
     }
 
     @Test func aRestartedConsumerResumesFromItsCommittedOffset() async throws {
@@ -300,5 +339,52 @@ import Testing
         #expect(offsets.allSatisfy { $0.committed == $0.high && $0.lag == 0 })
         let fresh = try await admin.offsets(of: [cluster.topic], group: "never-consumed")
         #expect(fresh.map(\.lag).reduce(0, +) == 100)
+    }
+}
+
+/// What a consumer reported beside its messages, from any task.
+private final class SeenEvents: Sendable {
+    private let events = Mutex<[KafkaConsumerEvent]>([])
+    func add(_ event: KafkaConsumerEvent) { events.withLock { $0.append(event) } }
+
+    var revocations: Int {
+        events.withLock { $0.filter { if case .revoked = $0 { true } else { false } }.count }
+    }
+
+    var commitErrors: [KafkaError] {
+        events.withLock {
+            $0.compactMap { event in
+                guard case .error(let error) = event, case .broker(_, _, _, let operation) = error, operation.hasPrefix("commit") else { return nil }
+                return error
+            }
+        }
+    }
+}
+
+/// A member of `group` that consumed 20 messages and whose offsets the coordinator has, still consuming.
+private struct MemberWithCommittedOffsets {
+    let consumer: KafkaConsumer
+    let events = SeenEvents()
+    let ledger = Ledger()
+    let watcher: Task<Void, Never>
+    let consuming: Task<Int, any Error>
+
+    init(_ cluster: TestCluster, group: String) async throws {
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        let reports = try await within(.seconds(30), "20 deliveries") { await producer.send(cluster.messages(count: 20, keys: 4)) }
+        for report in reports { _ = try report.get() }
+        try await producer.close(within: .seconds(30))
+
+        let consumer = try KafkaConsumer(configuration: cluster.configuration, group: group, topics: [cluster.topic])
+        self.consumer = consumer
+        let events = events, ledger = ledger
+        watcher = Task { for await event in consumer.events { events.add(event) } }
+        consuming = Task { try await consume(consumer, into: ledger) { false } }
+        let admin = try KafkaAdmin(configuration: cluster.configuration)
+        let partitions = (0..<cluster.partitions).map { TopicPartition(cluster.topic, $0) }
+        try await waitUntil(.seconds(30), "the 20 messages are consumed and their offsets committed") {
+            let committed = try await admin.committedOffsets(group: group, partitions: partitions)
+            return ledger.count == 20 && committed.values.reduce(0, +) == 20
+        }
     }
 }
