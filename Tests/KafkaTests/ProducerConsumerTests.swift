@@ -371,8 +371,7 @@ private struct MemberWithCommittedOffsets {
 
     init(_ cluster: TestCluster, group: String) async throws {
         let producer = try KafkaProducer(configuration: cluster.configuration)
-        let reports = try await within(.seconds(30), "20 deliveries") { await producer.send(cluster.messages(count: 20, keys: 4)) }
-        for report in reports { _ = try report.get() }
+        try await producer.deliver(cluster.messages(count: 20, keys: 4), within: .seconds(30))
         try await producer.close(within: .seconds(30))
 
         let consumer = try KafkaConsumer(configuration: cluster.configuration, group: group, topics: [cluster.topic])
