@@ -115,10 +115,10 @@ public struct JoinGroupAnswer: Sendable, Equatable {
 /// asynchronously, so the next batch need not wait a round trip; the offsets of every committed batch are
 /// committed again, synchronously (for 5 s at most), when partitions are revoked and when the consumer closes.
 /// Rebalance callbacks run only inside a poll, so by the time partitions are revoked the batch in hand is
-/// finished and its offsets are committed before the partitions go; on assignment, reading resumes at the committed offsets, or where
-/// `startingOffsets` says (a service's database, which knows what it applied better than Kafka does). If a
-/// rebalance happens while a batch is being assembled, the batch is dropped and its partitions rewound, because
-/// it may hold messages from before it.
+/// finished and its offsets are committed before the partitions go; on assignment, reading resumes at the
+/// committed offsets, or where `startingOffsets` says (a service's database, which knows what it applied better
+/// than Kafka does). If a rebalance happens while a batch is being assembled, the batch is dropped and its
+/// partitions rewound, because it may hold messages from before it.
 public final class KafkaConsumer: Sendable {
     public let batches: AsyncThrowingStream<ConsumerBatch, Error>
     public let events: AsyncStream<KafkaConsumerEvent>
