@@ -38,14 +38,12 @@ struct InventoryHandler: EventHandler {
             }
 
         case .orderCancelled(let cancellation):
-            let held = try Reservation.filter(Column("orderId") == cancellation.orderId && Column("released") == false).fetchAll(db)
+            let held = try Reservation.held(for: cancellation.orderId, in: db)
             if try !Reservation.exists(db, where: "orderId", is: cancellation.orderId) {
                 try EndedOrder(orderId: cancellation.orderId).upsertCached(db, key: "orderId")
             }
             return try held.map { reservation in
-                var released = reservation
-                released.released = true
-                try released.update(db)
+                try reservation.markReleased(in: db)
                 let available = try Stock.release(reservation.quantity, of: reservation.productId, in: db)
                 return .stockReleased(StockReleased(
                     productId: reservation.productId, orderId: reservation.orderId, quantity: reservation.quantity, available: available))

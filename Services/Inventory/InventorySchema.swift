@@ -4,6 +4,7 @@ import ServiceRuntime
 
 /// Units on hand per product.
 struct Stock: Codable, FetchableRecord, PersistableRecord, ListedColumns {
+    static let databaseTableName = "stock"
     var productId: String
     var available: Int
 
@@ -12,7 +13,7 @@ struct Stock: Codable, FetchableRecord, PersistableRecord, ListedColumns {
 
     /// Adds units (released or restocked) and returns the stock after the movement.
     static func release(_ quantity: Int, of productId: String, in db: Database) throws -> Int {
-        try Int.fetchOne(db, sql: "UPDATE stock SET available = available + ? WHERE productId = ? RETURNING available",
+        try Int.fetchOne(db.cachedStatement(sql: "UPDATE stock SET available = available + ? WHERE productId = ? RETURNING available"),
                          arguments: [quantity, productId])!
     }
 }
@@ -28,6 +29,7 @@ extension Stock {
 
 /// Units held for one line of an order until the order is confirmed or cancelled.
 struct Reservation: Codable, FetchableRecord, PersistableRecord, ListedColumns {
+    static let databaseTableName = "reservation"
     var orderId: String
     var productId: String
     var quantity: Int
@@ -35,10 +37,21 @@ struct Reservation: Codable, FetchableRecord, PersistableRecord, ListedColumns {
 
     static let columns = ["orderId", "productId", "quantity", "released"]
     var values: [DatabaseValue] { [orderId.databaseValue, productId.databaseValue, quantity.databaseValue, released.databaseValue] }
+
+    /// The order's reservations not yet released.
+    static func held(for orderId: String, in db: Database) throws -> [Reservation] {
+        try fetchAll(db.cachedStatement(sql: "SELECT * FROM reservation WHERE orderId = ? AND NOT released"), arguments: [orderId])
+    }
+
+    func markReleased(in db: Database) throws {
+        try db.cachedStatement(sql: "UPDATE reservation SET released = 1 WHERE orderId = ? AND productId = ?")
+            .execute(arguments: [orderId, productId])
+    }
 }
 
 /// An order that could not be reserved, so that a redelivered placement is not reserved later.
 struct Shortage: Codable, FetchableRecord, PersistableRecord, ListedColumns {
+    static let databaseTableName = "shortage"
     var orderId: String
 
     static let columns = ["orderId"]
@@ -48,6 +61,7 @@ struct Shortage: Codable, FetchableRecord, PersistableRecord, ListedColumns {
 /// An order cancelled before this service reserved anything for it, so that its placement, arriving late
 /// from a dead-letter replay, reserves nothing for an order nothing will release.
 struct EndedOrder: Codable, FetchableRecord, PersistableRecord, ListedColumns {
+    static let databaseTableName = "endedOrder"
     var orderId: String
 
     static let columns = ["orderId"]

@@ -6,6 +6,7 @@ import ServiceRuntime
 /// One email per order outcome. Its notification ID and Message-ID derive from the order and the outcome, so a
 /// reprocessed outcome records the same email and a duplicate delivery shows.
 struct Email: Codable, FetchableRecord, PersistableRecord, ListedColumns {
+    static let databaseTableName = "email"
     var orderId: String
     var customerId: String
     var kind: NotificationKind

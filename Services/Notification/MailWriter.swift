@@ -92,7 +92,7 @@ struct MailWriter: Service {
         let now = Timestamp.now()
         try await database.write { db in
             for email in delivery.delivered {
-                try db.execute(sql: "UPDATE email SET writtenAt = ? WHERE orderId = ?", arguments: [now, email.orderId])
+                try db.cachedStatement(sql: "UPDATE email SET writtenAt = ? WHERE orderId = ?").execute(arguments: [now, email.orderId])
             }
             for (email, reason) in delivery.failed {
                 try db.execute(sql: "UPDATE email SET failedAt = ?, failureReason = ? WHERE orderId = ?", arguments: [now, reason, email.orderId])

@@ -25,6 +25,7 @@ extension CustomerCredit {
 
 /// One payment per order: authorized (a hold) or declined, then captured or refunded, which ends the hold.
 struct Payment: Codable, FetchableRecord, PersistableRecord, ListedColumns {
+    static let databaseTableName = "payment"
     enum Status: String, Codable, DatabaseValueConvertible { case authorized, declined, captured, refunded }
 
     var orderId: String
@@ -64,9 +65,8 @@ struct Payment: Codable, FetchableRecord, PersistableRecord, ListedColumns {
         guard var payment = try fetchOne(db, where: "orderId", is: orderId), payment.status == .authorized else { return nil }
         payment.status = status
         try payment.updateCached(db, key: "orderId")
-        try db.execute(
-            sql: "UPDATE customerCredit SET heldCents = heldCents - ? WHERE customerId = ?",
-            arguments: [payment.amountCents, payment.customerId])
+        try db.cachedStatement(sql: "UPDATE customerCredit SET heldCents = heldCents - ? WHERE customerId = ?")
+            .execute(arguments: [payment.amountCents, payment.customerId])
         return payment
     }
 }
@@ -74,6 +74,7 @@ struct Payment: Codable, FetchableRecord, PersistableRecord, ListedColumns {
 /// An order that ended (cancelled) before this service authorized anything for it, so that its placement,
 /// arriving late from a dead-letter replay, neither holds credit nor charges for an order nothing will confirm.
 struct EndedOrder: Codable, FetchableRecord, PersistableRecord, ListedColumns {
+    static let databaseTableName = "endedOrder"
     var orderId: String
 
     static let columns = ["orderId"]
