@@ -100,6 +100,29 @@ import Testing
         #expect(recorded == [fine.header(Wire.Header.eventId)!])
     }
 
+    /// A handler that fails in the middle of a batch, after writing, has its own writes undone and nothing else:
+    /// the events before it and after it are applied once each, and only the failing one is dead-lettered.
+    @Test func aHandlerFailingInTheMiddleOfABatchUndoesOnlyItsOwnWrites() async throws {
+        let fixture = try RuntimeFixture(partitions: 1)
+        let database = try fixture.openDatabase()
+        let messages = try [
+            placed("order-a", customer: "customer-1", sequence: 1, offset: 0),
+            placed("order-b", customer: "customer-2", sequence: 1, offset: 1),
+            placed("order-x", customer: ConfirmingHandler.failingCustomer, sequence: 1, offset: 2),
+            placed("order-c", customer: "customer-1", sequence: 2, offset: 3),
+        ]
+
+        let outcome = try await database.write { db in try fixture.processor().process(messages, in: db) }
+
+        #expect(outcome.applied == 3 && outcome.deadLettered == 1 && outcome.emitted == 3)
+        let effects = try await database.read { db in try Row.fetchAll(db, sql: "SELECT orderId, count FROM effect ORDER BY orderId") }
+        #expect(effects.map { "\($0["orderId"] as String)=\($0["count"] as Int)" } == ["order-a=1", "order-b=1", "order-c=1"])
+        let outbox = try await database.read { db in try String.fetchAll(db, sql: "SELECT topic FROM outbox ORDER BY id") }
+        #expect(outbox == ["orders", "orders", "orders.dlq", "orders"])
+        let next = try await database.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(nextOffset) FROM consumerOffset") }
+        #expect(next == 4)
+    }
+
     /// A consumer may skip types it does not react to, so a key's sequence must rise, not by one; a sequence that
     /// does not rise is applied and recorded as an anomaly with what came before.
     @Test func aKeysSequenceThatDoesNotRiseIsRecordedAsAnAnomaly() async throws {

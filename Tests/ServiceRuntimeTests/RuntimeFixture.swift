@@ -8,17 +8,18 @@ import ServiceRuntime
 import Synchronization
 @_exported import TestSupport
 
-/// A handler that counts its effect per order and confirms each order; it fails forever on one customer.
+/// A handler that counts its effect per order and confirms each order; it fails forever on one customer, after
+/// writing its effect, so that a test sees whether a failure's writes are undone.
 struct ConfirmingHandler: EventHandler {
     static let failingCustomer = "customer-who-breaks-the-handler"
     let handledTypes: Set<EventType> = [.orderPlaced]
 
     func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
         guard case .orderPlaced(let order) = envelope.event else { return [] }
-        if order.customerId == Self.failingCustomer { throw HandlerFailure() }
         try db.execute(sql: """
             INSERT INTO effect (orderId, count) VALUES (?, 1) ON CONFLICT (orderId) DO UPDATE SET count = count + 1
             """, arguments: [order.orderId])
+        if order.customerId == Self.failingCustomer { throw HandlerFailure() }
         return [.orderConfirmed(OrderConfirmed(orderId: order.orderId, customerId: order.customerId, totalCents: order.totalCents))]
     }
 
