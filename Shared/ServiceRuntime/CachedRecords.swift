@@ -28,21 +28,26 @@ public protocol ListedColumns: TableRecord {
 extension FetchableRecord where Self: TableRecord {
     /// The record whose `column` holds `value`, or nil.
     public static func fetchOne(_ db: Database, where column: String, is value: some DatabaseValueConvertible) throws -> Self? {
-        try fetchOne(db.cachedStatement(sql: sql(.select(where: column))), arguments: [value])
+        let sql = sql(.select(where: column)) { "SELECT * FROM \"\(databaseTableName)\" WHERE \"\(column)\" = ?" }
+        return try fetchOne(db.cachedStatement(sql: sql), arguments: [value])
     }
 }
 
 extension TableRecord {
     /// Whether a row's `column` holds `value`.
     public static func exists(_ db: Database, where column: String, is value: some DatabaseValueConvertible) throws -> Bool {
-        try Bool.fetchOne(db.cachedStatement(sql: sql(.exists(where: column))), arguments: [value]) ?? false
+        let sql = sql(.exists(where: column)) { "SELECT 1 FROM \"\(databaseTableName)\" WHERE \"\(column)\" = ?" }
+        return try Bool.fetchOne(db.cachedStatement(sql: sql), arguments: [value]) ?? false
     }
 }
 
 extension ListedColumns {
     /// Inserts the record's columns.
     public func insertCached(_ db: Database) throws {
-        try db.cachedStatement(sql: Self.sql(.insert)).execute(arguments: StatementArguments(listing: values))
+        let sql = Self.sql(.insert) {
+            "INSERT INTO \"\(Self.databaseTableName)\" (\(Self.columns.quoted)) VALUES (\(Self.columns.placeholders))"
+        }
+        try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(listing: values))
     }
 
     /// Updates every column of the row whose `key` column holds the record's own value for it.
@@ -50,12 +55,23 @@ extension ListedColumns {
         guard let keyIndex = Self.columns.firstIndex(of: key) else { throw DatabaseError(message: "\(Self.self) has no column \(key)") }
         var arguments = values
         arguments.append(arguments.remove(at: keyIndex))
-        try db.cachedStatement(sql: Self.sql(.update(key: key))).execute(arguments: StatementArguments(listing: arguments))
+        let sql = Self.sql(.update(key: key)) {
+            let assignments = Self.columns.filter { $0 != key }.map { "\"\($0)\" = ?" }.joined(separator: ", ")
+            return "UPDATE \"\(Self.databaseTableName)\" SET \(assignments) WHERE \"\(key)\" = ?"
+        }
+        try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(listing: arguments))
     }
 
     /// Inserts the record, or updates every other column of the row whose `key` (its primary key) it shares.
     public func upsertCached(_ db: Database, key: String) throws {
-        try db.cachedStatement(sql: Self.sql(.upsert(key: key))).execute(arguments: StatementArguments(listing: values))
+        let sql = Self.sql(.upsert(key: key)) {
+            let updates = Self.columns.filter { $0 != key }.map { "\"\($0)\" = excluded.\"\($0)\"" }
+            let onConflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
+            return """
+                INSERT INTO "\(Self.databaseTableName)" (\(Self.columns.quoted)) VALUES (\(Self.columns.placeholders)) ON CONFLICT ("\(key)") \(onConflict)
+                """
+        }
+        try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(listing: values))
     }
 }
 
@@ -78,33 +94,13 @@ private struct SQLOf: Hashable {
 }
 
 extension TableRecord {
-    static func sql(_ statement: RecordStatement) -> String {
+    /// The SQL `write` gives for this record type's `statement`, written the first time it is asked for.
+    static func sql(_ statement: RecordStatement, written write: () -> String) -> String {
         let key = SQLOf(record: ObjectIdentifier(Self.self), statement: statement)
         if let sql = writtenSQL.withLock({ $0[key] }) { return sql }
-        let sql = write(statement)
+        let sql = write()
         writtenSQL.withLock { $0[key] = sql }
         return sql
-    }
-
-    private static func write(_ statement: RecordStatement) -> String {
-        let table = "\"\(databaseTableName)\""
-        // Only listed records insert, update and upsert through these.
-        let columns = (Self.self as? any ListedColumns.Type)?.columns ?? []
-        switch statement {
-        case .select(let column):
-            return "SELECT * FROM \(table) WHERE \"\(column)\" = ?"
-        case .exists(let column):
-            return "SELECT 1 FROM \(table) WHERE \"\(column)\" = ?"
-        case .insert:
-            return "INSERT INTO \(table) (\(columns.quoted)) VALUES (\(columns.placeholders))"
-        case .update(let key):
-            let assignments = columns.filter { $0 != key }.map { "\"\($0)\" = ?" }.joined(separator: ", ")
-            return "UPDATE \(table) SET \(assignments) WHERE \"\(key)\" = ?"
-        case .upsert(let key):
-            let updates = columns.filter { $0 != key }.map { "\"\($0)\" = excluded.\"\($0)\"" }
-            let onConflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
-            return "INSERT INTO \(table) (\(columns.quoted)) VALUES (\(columns.placeholders)) ON CONFLICT (\"\(key)\") \(onConflict)"
-        }
     }
 }
 
