@@ -36,6 +36,46 @@ import Testing
         #expect(left.isEmpty, "bench shop left processes running: \(left)")
     }
 
+    /// `emporium bench shop --baseline-bin-dir`, the tests' build against itself, one pair: each build's run is
+    /// there with its figures, each figure lists the runs' values in the order they ran, and its ratio is the
+    /// medians'. Asking for pairs without a baseline is refused, saying what is missing.
+    @Test func benchShopComparesTwoBuildsRunAlternately() throws {
+        let scope = try ScopedTemporaryDirectory()
+        let refused = try run(
+            Executables.url("emporium").path, ["bench", "shop", "--pairs", "2"], environment: scope.environment, timeout: .seconds(60))
+        #expect(refused.status != 0 && refused.output.contains("--baseline-bin-dir"), "\(refused.output.suffix(1_000))")
+
+        let result = try run(
+            Executables.url("emporium").path,
+            ["bench", "shop", "--orders", "120", "--concurrency", "8", "--rates", "", "--seed", "9", "--json", "--pairs", "1",
+             "--baseline-bin-dir", Executables.directory.path, "--bin-dir", Executables.directory.path],
+            environment: scope.environment, timeout: .seconds(400))
+        #expect(result.status == 0, "\(result.output.suffix(3_000))")
+        let report = json(result.output.split(separator: "\n").last.map(String.init) ?? "")
+        var rates: [String: Double] = [:]
+        for build in ["baseline", "candidate"] {
+            let runs = (report[build] as? [String: Any])?["runs"] as? [[String: Any]] ?? []
+            #expect(runs.count == 1, "\(build): \(report)")
+            let phases = runs.first?["phases"] as? [[String: Any]] ?? []
+            #expect(phases.map { $0["phase"] as? String } == ["closed loop, 8 clients"] && phases.first?["placed"] as? Int == 120, "\(phases)")
+            rates[build] = phases.first?["ordersPerSecond"] as? Double
+        }
+        let phases = report["phases"] as? [[String: Any]] ?? []
+        let figures = phases.first?["figures"] as? [[String: Any]] ?? []
+        let throughput = figures.first { $0["figure"] as? String == "orders/s to terminal" } ?? [:]
+        #expect(throughput["baseline"] as? [Double] == [rates["baseline"] ?? -1], "\(throughput)")
+        #expect(throughput["candidate"] as? [Double] == [rates["candidate"] ?? -1], "\(throughput)")
+        for figure in figures + (report["peakMemoryMB"] as? [[String: Any]] ?? []) {
+            let baseline = figure["baselineMedian"] as? Double ?? 0, candidate = figure["candidateMedian"] as? Double ?? 0
+            #expect(baseline > 0 && candidate > 0, "\(figure)")
+            #expect(abs((figure["ratio"] as? Double ?? 0) - candidate / baseline) < 1e-9, "\(figure)")
+        }
+        #expect(figures.count == 9, "\(figures.map { $0["figure"] ?? "" })")
+        #expect(report["auditsClean"] as? Bool == true)
+        let left = try scope.processesLeft()
+        #expect(left.isEmpty, "bench shop left processes running: \(left)")
+    }
+
     /// A run larger than the embedded cluster keeps (5 MB per partition) would leave both consumers waiting for
     /// messages the log already dropped: it fails at once, saying why, and stops its cluster.
     @Test func benchKafkaRefusesARunTheClusterCannotHold() throws {

@@ -229,7 +229,7 @@ struct PhaseRates {
 
 extension [PhaseRate] {
     func median(_ figure: KeyPath<PhaseRate, Double>) -> Double {
-        map { $0[keyPath: figure] }.sorted()[count / 2]
+        map { $0[keyPath: figure] }.median
     }
 }
 

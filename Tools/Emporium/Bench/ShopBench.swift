@@ -17,6 +17,11 @@ struct ShopBench: AsyncParsableCommand {
         (--concurrency clients) and once open loop per --rates, --orders orders each. Between phases it waits until
         every outbox is empty and no group lags, so each phase's CPU includes the capture and the email its orders
         cause. Ends with `emporium audit`, and stops everything it started.
+
+        With --baseline-bin-dir it compares two builds: it runs the baseline's shop and this one's (--bin-dir) in
+        turn, --pairs times each, alternating which build runs first in each pair (on a shared machine the first
+        run of a pair can differ from the second by more than a change does), and prints every run's figures,
+        each build's median and the ratio between the medians.
         """)
 
     @Option(help: "Orders per phase.")
@@ -40,6 +45,12 @@ struct ShopBench: AsyncParsableCommand {
     @Option(help: "Directory of the emporium and service executables (default: this emporium's own).")
     var binDir: String?
 
+    @Option(help: "Directory of another build to measure this one against, in alternating runs.")
+    var baselineBinDir: String?
+
+    @Option(help: "Runs of each build with --baseline-bin-dir (default: 3).")
+    var pairs: Int?
+
     @Flag(help: "Print the result as one JSON object.")
     var json = false
 
@@ -47,6 +58,10 @@ struct ShopBench: AsyncParsableCommand {
         guard orders > 0 else { throw ValidationError("--orders must be at least 1") }
         guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
         _ = try openLoopRates()
+        if let pairs {
+            guard baselineBinDir != nil else { throw ValidationError("--pairs compares builds: give the other one with --baseline-bin-dir") }
+            guard pairs > 0 else { throw ValidationError("--pairs must be at least 1") }
+        }
     }
 
     private func openLoopRates() throws -> [Int] {
@@ -59,14 +74,37 @@ struct ShopBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let shop = try BenchShop(binDirectory: binDir)
+        guard let baselineBinDir else {
+            let report = try await measureShop(binDirectory: binDir)
+            print(json ? report.jsonLine : report.table)
+            return
+        }
+        let pairs = self.pairs ?? 3
+        let builds = [ShopComparison.Build.baseline: baselineBinDir, .candidate: binDir ?? LocalShop.ownBinDirectory]
+        var runs: [ShopComparison.Build: [ShopBenchReport]] = [.baseline: [], .candidate: []]
+        for pair in 1...pairs {
+            for build in pair % 2 == 1 ? [ShopComparison.Build.baseline, .candidate] : [.candidate, .baseline] {
+                progress("pair \(pair) of \(pairs): the \(build) build (\(builds[build]!))")
+                runs[build]!.append(try await measureShop(binDirectory: builds[build]!))
+            }
+        }
+        let comparison = ShopComparison(
+            baseline: .init(binDirectory: builds[.baseline]!, runs: runs[.baseline]!),
+            candidate: .init(binDirectory: builds[.candidate]!, runs: runs[.candidate]!))
+        print(json ? comparison.jsonLine : comparison.table)
+    }
+
+    /// One run of one build's shop: started fresh, every phase measured, audited, stopped. A run whose audit
+    /// is not clean fails, keeping its directory for a look.
+    private func measureShop(binDirectory: String?) async throws -> ShopBenchReport {
+        let shop = try BenchShop(binDirectory: binDirectory)
         let report: ShopBenchReport
         do {
             try await shop.start()
             var phases: [PhaseResult] = []
             let plan = [Phase.closed(concurrency: concurrency)] + (try openLoopRates()).map(Phase.open)
             for (index, phase) in plan.enumerated() {
-                if !json { FileHandle.standardError.write(Data("phase \(phase.name): \(orders) orders\n".utf8)) }
+                progress("phase \(phase.name): \(orders) orders")
                 phases.append(try await shop.measure(phase, orders: orders, customers: customers, products: products, seed: seed + UInt64(index)))
             }
             report = ShopBenchReport(phases: phases, peakMemoryMB: shop.peakMemory(), auditClean: try await shop.audit())
@@ -75,11 +113,16 @@ struct ShopBench: AsyncParsableCommand {
             throw error
         }
         await shop.stop()
-        print(json ? report.jsonLine : report.table)
         guard report.auditClean else {
+            FileHandle.standardError.write(Data((report.table + "\n").utf8))
             throw CommandFailure("the audit found violations; its output and every process's log are in \(shop.varDirectory.path)")
         }
         shop.shop.removeDirectory()
+        return report
+    }
+
+    private func progress(_ line: String) {
+        if !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
     }
 }
 

@@ -38,10 +38,14 @@ final class LocalShop: @unchecked Sendable {
     /// - Parameter binDirectory: where `emporium` and the services are; nil for this emporium's own directory.
     init(binDirectory: String?, label: String) throws {
         ChildProcesses.stopOnSignal()
-        self.binDirectory = binDirectory
-            ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+        self.binDirectory = binDirectory ?? Self.ownBinDirectory
         varDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("emporium-\(label)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: varDirectory, withIntermediateDirectories: true)
+    }
+
+    /// The directory of this emporium, where the services are built beside it.
+    static var ownBinDirectory: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
     }
 
     var databaseDirectory: URL { varDirectory.appendingPathComponent("db") }

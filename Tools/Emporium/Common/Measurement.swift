@@ -32,3 +32,12 @@ extension Array where Element == Double {
         isEmpty ? 0 : self[Swift.min(count - 1, Int((Double(count) * p).rounded(.up)) - 1)]
     }
 }
+
+extension Array where Element == Double {
+    /// The middle value, or the mean of the two middle values of an even count (0 when empty).
+    var median: Double {
+        let sorted = sorted()
+        guard !sorted.isEmpty else { return 0 }
+        return sorted.count % 2 == 1 ? sorted[count / 2] : (sorted[count / 2 - 1] + sorted[count / 2]) / 2
+    }
+}
