@@ -28,6 +28,7 @@ import Testing
             #expect(message.partition == Murmur2.partition(for: key, partitionCount: cluster.partitions))
             #expect(message.header("event-type") == "Test")
             #expect(message.header("index") == "\(index)")
+            #expect(message.header("a-header-name-of-more-than-sixteen-bytes") == "long")
             #expect(index > lastIndexByKey[key, default: -1], "key \(key) went backwards")
             lastIndexByKey[key] = index
         }

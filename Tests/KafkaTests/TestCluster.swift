@@ -25,7 +25,9 @@ struct TestCluster {
         (0..<count).map { index in
             OutgoingMessage(
                 topic: topic, key: "key-\(index % keys)", value: Array("\(index)".utf8),
-                headers: [KafkaHeader("event-type", "Test"), KafkaHeader("index", "\(index)")]
+                // Header names both short (Swift keeps those inline) and long (kept in an allocation).
+                headers: [KafkaHeader("event-type", "Test"), KafkaHeader("index", "\(index)"),
+                          KafkaHeader("a-header-name-of-more-than-sixteen-bytes", "long")]
             )
         }
     }
