@@ -175,13 +175,8 @@ private func withKeyBytes<T>(_ key: [UInt8]?, _ body: (UnsafeRawBufferPointer) -
 private func makeHeaders(_ headers: [KafkaHeader]) -> OpaquePointer {
     let list = rd_kafka_headers_new(headers.count)!
     for header in headers {
-        // With its length: a name as short as most (under 16 bytes) is stored inline, and handing it over as a
-        // C string would copy it into an allocation of its own for each message.
-        var name = header.name
-        name.withUTF8 { name in
-            header.value.withUnsafeBytes { value in
-                _ = rd_kafka_header_add(list, name.baseAddress, name.count, value.baseAddress, value.count)
-            }
+        header.value.withUnsafeBytes { value in
+            _ = rd_kafka_header_add(list, header.name, -1, value.baseAddress, value.count)
         }
     }
     return list
@@ -237,26 +232,16 @@ public final class Deliveries: Sendable {
 ///
 /// librdkafka carries one opaque pointer per message. Each points at that message's slot in one buffer per call,
 /// and each slot holds this object's address, so a report finds its call and its index without an allocation
-/// per message. A report is two plain numbers; failures, which carry text, are kept apart, so that storing the
-/// hundreds of thousands of reports a bulk send gets costs a store each and no enum copies.
+/// per message.
 private final class PendingDeliveries: Sendable {
     private struct State {
-        var reports: [DeliveryReport]
-        var failures: [Int: KafkaError] = [:]
+        var results: [Result<DeliveryReport, KafkaError>?]
         var remaining: Int
         var waiter: CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>?
         /// Indices reported since the last `takeReports`, when the sender takes them one by one.
         var fresh: [Int]?
         /// This object, kept alive for librdkafka until the last report even if the sender lets go of it first.
         var keptAlive: Unmanaged<PendingDeliveries>?
-
-        func result(at index: Int) -> Result<DeliveryReport, KafkaError> {
-            failures[index].map { .failure($0) } ?? .success(reports[index])
-        }
-
-        var results: [Result<DeliveryReport, KafkaError>] {
-            failures.isEmpty ? reports.map { .success($0) } : reports.indices.map(result(at:))
-        }
     }
 
     private let state: Mutex<State>
@@ -267,8 +252,7 @@ private final class PendingDeliveries: Sendable {
     nonisolated(unsafe) private let slots: UnsafeMutablePointer<UnsafeMutableRawPointer?>
 
     init(count: Int, listsReports: Bool = false) {
-        let unreported = DeliveryReport(partition: -1, offset: -1)
-        state = Mutex(State(reports: Array(repeating: unreported, count: count), remaining: count, fresh: listsReports ? [] : nil))
+        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, fresh: listsReports ? [] : nil))
         slots = .allocate(capacity: count)
         slots.initialize(repeating: nil, count: count)
         let address = Unmanaged.passUnretained(self).toOpaque()
@@ -289,27 +273,22 @@ private final class PendingDeliveries: Sendable {
         UnsafeMutableRawPointer(slots + index)
     }
 
-    /// Records a report on the call its opaque pointer names. The call keeps itself alive until its last
-    /// report, so the reference is used as is, without retaining it for each of a bulk send's reports.
-    static func record(_ result: Result<DeliveryReport, KafkaError>, at opaque: UnsafeMutableRawPointer) {
+    /// Resolves a delivery report's opaque pointer to its call and index.
+    static func resolve(_ opaque: UnsafeMutableRawPointer) -> (PendingDeliveries, Int) {
         let slot = opaque.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
-        Unmanaged<PendingDeliveries>.fromOpaque(slot.pointee!)._withUnsafeGuaranteedRef { pending in
-            pending.record(slot - pending.slots, result)
-        }
+        let pending = Unmanaged<PendingDeliveries>.fromOpaque(slot.pointee!).takeUnretainedValue()
+        return (pending, slot - pending.slots)
     }
 
     func record(_ index: Int, _ result: Result<DeliveryReport, KafkaError>) {
         let (finished, kept) = state.withLock { state -> ((CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>, [Result<DeliveryReport, KafkaError>])?, Unmanaged<PendingDeliveries>?) in
-            switch result {
-            case .success(let report): state.reports[index] = report
-            case .failure(let error): state.failures[index] = error
-            }
+            state.results[index] = result
             state.fresh?.append(index)
             state.remaining -= 1
             guard state.remaining == 0 else { return (nil, nil) }
             allIn.signal()
             defer { state.waiter = nil; state.keptAlive = nil }
-            return (state.waiter.map { ($0, state.results) }, state.keptAlive)
+            return (state.waiter.map { ($0, state.results.map { $0! }) }, state.keptAlive)
         }
         if let (waiter, results) = finished { waiter.resume(returning: results) }
         // Last: the caller's reference keeps this object alive until the call returns.
@@ -328,14 +307,14 @@ private final class PendingDeliveries: Sendable {
     func takeReports() -> [(index: Int, result: Result<DeliveryReport, KafkaError>)] {
         state.withLock { state in
             defer { state.fresh?.removeAll(keepingCapacity: true) }
-            return (state.fresh ?? []).map { ($0, state.result(at: $0)) }
+            return (state.fresh ?? []).map { ($0, state.results[$0]!) }
         }
     }
 
     func results() async -> [Result<DeliveryReport, KafkaError>] {
         await withCheckedContinuation { continuation in
             let ready = state.withLock { state -> [Result<DeliveryReport, KafkaError>]? in
-                if state.remaining == 0 { return state.results }
+                if state.remaining == 0 { return state.results.map { $0! } }
                 state.waiter = continuation
                 return nil
             }
@@ -385,9 +364,10 @@ private let deliveryReportCallback: @convention(c) (
     OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?
 ) -> Void = { _, message, _ in
     guard let message, let opaque = message.pointee._private else { return }
+    let (pending, index) = PendingDeliveries.resolve(opaque)
     let code = message.pointee.err
     let result: Result<DeliveryReport, KafkaError> = code == RD_KAFKA_RESP_ERR_NO_ERROR
         ? .success(DeliveryReport(partition: message.pointee.partition, offset: message.pointee.offset))
         : .failure(.from(code, operation: "deliver to \(String(cString: rd_kafka_topic_name(message.pointee.rkt)))"))
-    PendingDeliveries.record(result, at: opaque)
+    pending.record(index, result)
 }
