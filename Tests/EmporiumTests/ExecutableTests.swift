@@ -18,7 +18,7 @@ import Testing
         (["emporium", "dlq", "parked"], ["--databases", "--var-dir"]),
         (["emporium", "cluster", "broker"], ["--var-dir"]),
         (["emporium", "cluster", "leader"], ["--var-dir"]),
-        (["emporium", "bench", "shop"], ["--orders", "--concurrency", "--rates", "--customers", "--products", "--seed", "--bin-dir", "--json"]),
+        (["emporium", "bench", "shop"], ["--orders", "--concurrency", "--rates", "--customers", "--products", "--seed", "--bin-dir", "--baseline-bin-dir", "--pairs", "--json"]),
         (["emporium", "bench", "kafka"], ["--messages", "--rounds", "--keys", "--partitions", "--brokers", "--seed", "--json"]),
         (["emporium", "bench", "runtime"], ["--events", "--seed", "--json"]),
         (["emporium", "experiment", "run"], ["--seed", "--bin-dir", "--keep"]),

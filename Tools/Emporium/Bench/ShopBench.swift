@@ -114,7 +114,7 @@ struct ShopBench: AsyncParsableCommand {
         }
         await shop.stop()
         guard report.auditClean else {
-            FileHandle.standardError.write(Data((report.table + "\n").utf8))
+            print(json ? report.jsonLine : report.table)
             throw CommandFailure("the audit found violations; its output and every process's log are in \(shop.varDirectory.path)")
         }
         shop.shop.removeDirectory()

@@ -31,9 +31,7 @@ extension Array where Element == Double {
     func percentile(_ p: Double) -> Double {
         isEmpty ? 0 : self[Swift.min(count - 1, Int((Double(count) * p).rounded(.up)) - 1)]
     }
-}
 
-extension Array where Element == Double {
     /// The middle value, or the mean of the two middle values of an even count (0 when empty).
     var median: Double {
         let sorted = sorted()
