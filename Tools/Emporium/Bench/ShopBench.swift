@@ -80,17 +80,17 @@ struct ShopBench: AsyncParsableCommand {
             return
         }
         let pairs = self.pairs ?? 3
-        let builds = [ShopComparison.Build.baseline: baselineBinDir, .candidate: binDir ?? LocalShop.ownBinDirectory]
-        var runs: [ShopComparison.Build: [ShopBenchReport]] = [.baseline: [], .candidate: []]
+        let builds = [(name: "baseline", directory: baselineBinDir), (name: "candidate", directory: binDir ?? LocalShop.ownBinDirectory)]
+        var runs: [[ShopBenchReport]] = [[], []]
         for pair in 1...pairs {
-            for build in pair % 2 == 1 ? [ShopComparison.Build.baseline, .candidate] : [.candidate, .baseline] {
-                progress("pair \(pair) of \(pairs): the \(build) build (\(builds[build]!))")
-                runs[build]!.append(try await measureShop(binDirectory: builds[build]!))
+            for index in pair % 2 == 1 ? [0, 1] : [1, 0] {
+                progress("pair \(pair) of \(pairs): the \(builds[index].name) build (\(builds[index].directory))")
+                runs[index].append(try await measureShop(binDirectory: builds[index].directory))
             }
         }
         let comparison = ShopComparison(
-            baseline: .init(binDirectory: builds[.baseline]!, runs: runs[.baseline]!),
-            candidate: .init(binDirectory: builds[.candidate]!, runs: runs[.candidate]!))
+            baseline: .init(binDirectory: builds[0].directory, runs: runs[0]),
+            candidate: .init(binDirectory: builds[1].directory, runs: runs[1]))
         print(json ? comparison.jsonLine : comparison.table)
     }
 

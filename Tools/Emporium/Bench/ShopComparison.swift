@@ -3,11 +3,6 @@ import Foundation
 /// Two builds' `bench shop` runs side by side: for each figure, every run's value, each build's median and the
 /// candidate's median over the baseline's.
 struct ShopComparison: Encodable {
-    enum Build: String, CustomStringConvertible {
-        case baseline, candidate
-        var description: String { rawValue }
-    }
-
     struct Runs: Encodable {
         let binDirectory: String
         let runs: [ShopBenchReport]
