@@ -11,6 +11,8 @@ struct ShopComparison: Encodable {
     /// One figure of both builds: the runs' values in the order they ran, and the medians' ratio.
     struct Figure: Encodable {
         let figure: String
+        /// Decimals the table prints: two for CPU milliseconds per order, none for rates, latencies and memory.
+        let decimals: Int
         let baseline: [Double]
         let candidate: [Double]
         let baselineMedian: Double
@@ -18,8 +20,12 @@ struct ShopComparison: Encodable {
         /// The candidate's median over the baseline's: above 1 is more orders/s, or more CPU, latency or memory.
         let ratio: Double
 
-        init(_ figure: String, baseline: [Double], candidate: [Double]) {
+        /// The JSON carries the values; how many decimals a table shows is the table's business.
+        enum CodingKeys: String, CodingKey { case figure, baseline, candidate, baselineMedian, candidateMedian, ratio }
+
+        init(_ figure: String, decimals: Int = 0, baseline: [Double], candidate: [Double]) {
             self.figure = figure
+            self.decimals = decimals
             self.baseline = baseline
             self.candidate = candidate
             baselineMedian = baseline.median
@@ -43,15 +49,16 @@ struct ShopComparison: Encodable {
         self.baseline = baseline
         self.candidate = candidate
         phases = baseline.runs[0].phases.indices.map { index in
-            func figure(_ name: String, _ value: (PhaseResult) -> Double) -> Figure {
-                Figure(name, baseline: baseline.runs.map { value($0.phases[index]) }, candidate: candidate.runs.map { value($0.phases[index]) })
+            func figure(_ name: String, decimals: Int = 0, _ value: (PhaseResult) -> Double) -> Figure {
+                Figure(name, decimals: decimals,
+                       baseline: baseline.runs.map { value($0.phases[index]) }, candidate: candidate.runs.map { value($0.phases[index]) })
             }
             let perProcess = BenchShop.processNames.map { process in
-                figure("CPU ms per order, \(process)") { $0.cpuMillisecondsPerOrder[process] ?? 0 }
+                figure("CPU ms per order, \(process)", decimals: 2) { $0.cpuMillisecondsPerOrder[process] ?? 0 }
             }
             return PhaseFigures(phase: baseline.runs[0].phases[index].phase, figures: [
                 figure("orders/s to terminal") { $0.ordersPerSecond },
-                figure("CPU ms per order, total") { $0.cpuMillisecondsPerOrderTotal },
+                figure("CPU ms per order, total", decimals: 2) { $0.cpuMillisecondsPerOrderTotal },
             ] + perProcess + [
                 figure("placed → terminal p50 ms") { $0.latencyMilliseconds["p50"] ?? 0 },
                 figure("placed → terminal p99 ms") { $0.latencyMilliseconds["p99"] ?? 0 },
@@ -73,7 +80,7 @@ struct ShopComparison: Encodable {
 
         """
         func row(_ figure: Figure) -> [String] {
-            let format = figure.figure.hasPrefix("CPU") ? "%.2f" : "%.0f"
+            let format = "%.\(figure.decimals)f"
             func runs(_ values: [Double], _ median: Double) -> String {
                 values.map { String(format: format, $0) }.joined(separator: " ") + "  (" + String(format: format, median) + ")"
             }
