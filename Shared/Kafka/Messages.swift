@@ -134,6 +134,16 @@ public struct ConsumedMessage: Sendable, Hashable {
         return found
     }
 
+    /// The headers' names and values in bytes, counted without building the list.
+    public var headerByteCount: Int {
+        var total = 0
+        forEachHeader { name, value in
+            total += name.count + value.count
+            return true
+        }
+        return total
+    }
+
     private var valueStart: Int { keyCount ?? 0 }
     private var headersStart: Int { valueStart + valueCount }
 
