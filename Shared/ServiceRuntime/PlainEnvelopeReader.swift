@@ -44,22 +44,12 @@ enum PlainEnvelopeReader {
             event = zip4(data.string("orderId"), data.string("customerId"), data.string("reason").flatMap(CancellationReason.init),
                          data.string("detail"))
                 .map { .orderCancelled(OrderCancelled(orderId: $0, customerId: $1, reason: $2, detail: $3)) }
-        case .paymentAuthorized, .paymentCaptured, .paymentRefunded:
-            event = zip5(data.string("orderId"), data.string("customerId"), data.string("paymentId"), data.integer("amountCents"),
-                         data.string("currency"))
-                .map { orderId, customerId, paymentId, amountCents, currency in
-                    switch type {
-                    case .paymentAuthorized:
-                        .paymentAuthorized(PaymentAuthorized(
-                            orderId: orderId, customerId: customerId, paymentId: paymentId, amountCents: amountCents, currency: currency))
-                    case .paymentCaptured:
-                        .paymentCaptured(PaymentCaptured(
-                            orderId: orderId, customerId: customerId, paymentId: paymentId, amountCents: amountCents, currency: currency))
-                    default:
-                        .paymentRefunded(PaymentRefunded(
-                            orderId: orderId, customerId: customerId, paymentId: paymentId, amountCents: amountCents, currency: currency))
-                    }
-                }
+        case .paymentAuthorized:
+            event = payment(&data).map { .paymentAuthorized(PaymentAuthorized(orderId: $0, customerId: $1, paymentId: $2, amountCents: $3, currency: $4)) }
+        case .paymentCaptured:
+            event = payment(&data).map { .paymentCaptured(PaymentCaptured(orderId: $0, customerId: $1, paymentId: $2, amountCents: $3, currency: $4)) }
+        case .paymentRefunded:
+            event = payment(&data).map { .paymentRefunded(PaymentRefunded(orderId: $0, customerId: $1, paymentId: $2, amountCents: $3, currency: $4)) }
         case .paymentDeclined:
             event = zip3(data.string("orderId"), data.string("customerId"), data.string("reason"))
                 .map { .paymentDeclined(PaymentDeclined(orderId: $0, customerId: $1, reason: $2)) }
@@ -83,6 +73,11 @@ enum PlainEnvelopeReader {
         }
         // A field the payload does not have: JSONDecoder would skip it, and has the last word.
         return data.isEmpty ? event : nil
+    }
+
+    /// The three payment events share their fields: order, customer, payment, amount and currency.
+    private static func payment(_ data: inout Fields) -> (String, String, String, Int, String)? {
+        zip5(data.string("orderId"), data.string("customerId"), data.string("paymentId"), data.integer("amountCents"), data.string("currency"))
     }
 
     private static func orderLines(_ value: Value?) -> [OrderLine]? {
@@ -253,7 +248,12 @@ private struct Parser {
         }
         let digits = index - start
         guard digits > 0, digits == 1 || bytes[start] != UInt8(ascii: "0") else { return nil }
-        if index < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index]) { return nil }
+        if index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): return nil
+            default: break
+            }
+        }
         return negative ? -number : number
     }
 

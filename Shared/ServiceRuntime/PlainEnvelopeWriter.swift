@@ -105,6 +105,7 @@ enum PlainEnvelopeWriter {
 
 /// Appends JSON to a byte buffer, putting the commas between members and items itself.
 private struct JSONWriter {
+    private static let hexDigits = Array("0123456789abcdef".utf8)
     private(set) var bytes: [UInt8] = []
     /// Whether the object or array being written still has no member or item.
     private var first = true
@@ -168,7 +169,7 @@ private struct JSONWriter {
             case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
             case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
             case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
+                let hex = Self.hexDigits
                 bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
                                           hex[Int(byte >> 4)], hex[Int(byte & 0xf)]])
             default: bytes.append(byte)
