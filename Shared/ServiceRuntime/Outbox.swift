@@ -14,11 +14,11 @@ public struct OutboxRow: Codable, Sendable, FetchableRecord, PersistableRecord {
     public var headers: Data
     public var createdAt: String
 
-    init(_ message: OutgoingMessage) {
+    init(_ message: OutgoingMessage) throws {
         topic = message.topic
         key = message.key.map { Data($0) }
         value = Data(message.value)
-        headers = HeaderCodec.encode(message.headers)
+        headers = try HeaderCodec.encode(message.headers)
         createdAt = Timestamp.now()
     }
 
@@ -144,13 +144,22 @@ public enum Outbox {
 
 /// Headers as stored in the outbox: per header a 2-byte name length, the name, a 4-byte value length, the value.
 enum HeaderCodec {
-    static func encode(_ headers: [KafkaHeader]) -> Data {
+    struct TooLong: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Throws, rather than trapping, for a name or value longer than its length field can say: headers can come
+    /// from any producer (a dead letter keeps the original's), and a trap would stop the service on every restart.
+    static func encode(_ headers: [KafkaHeader]) throws -> Data {
         var data = Data()
         for header in headers {
             let name = Array(header.name.utf8)
-            append(UInt16(name.count), to: &data)
+            guard let nameLength = UInt16(exactly: name.count), let valueLength = UInt32(exactly: header.value.count) else {
+                throw TooLong(description: "header \(DeadLetter.capped(header.name)) is too long to store (\(name.count)-byte name, \(header.value.count)-byte value)")
+            }
+            append(nameLength, to: &data)
             data.append(contentsOf: name)
-            append(UInt32(header.value.count), to: &data)
+            append(valueLength, to: &data)
             data.append(contentsOf: header.value)
         }
         return data

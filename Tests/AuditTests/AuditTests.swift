@@ -108,6 +108,32 @@ struct AuditTests {
         expectOnly("the inventory ledger", in: failing(log), mentioning: "stock went to -1")
     }
 
+    /// The audit reads logs anyone could have written: numbers at the edge of Int64 are reported, never a trap.
+    @Test func aSequenceOfInt64MaxIsReportedNotATrap() {
+        var log = SagaLog.clean
+        log.steps[log.index(of: .orderConfirmed)].sequence = .max
+        let failures = failing(log)
+        #expect(failures.first { $0.key.hasPrefix("per-key sequences") }?.value.contains { $0.contains("then \(Int64.max)") } == true, "\(failures)")
+        // Int64.min is no sequence at all: that message is not an event.
+        log.steps[log.index(of: .orderConfirmed)].sequence = .min
+        #expect(failing(log)["every message that is not a valid event was dead-lettered"] != nil)
+    }
+
+    @Test func quantitiesAndAmountsAtTheEdgeOfIntAreReportedNotATrap() {
+        var log = SagaLog.clean
+        let reserved = log.index(of: .stockReserved, order: "order-c")
+        guard case .stockReserved(var reservation) = log.steps[reserved].event else { Issue.record("not a reservation"); return }
+        reservation.quantity = .min
+        log.steps[reserved].event = .stockReserved(reservation)
+        let authorized = log.index(of: .paymentAuthorized)
+        guard case .paymentAuthorized(var payment) = log.steps[authorized].event else { Issue.record("not an authorization"); return }
+        payment.amountCents = .max
+        log.steps[authorized].event = .paymentAuthorized(payment)
+        let failures = failing(log)
+        #expect(failures.keys.contains { $0.hasPrefix("the inventory ledger") }, "\(failures)")
+        #expect(failures.keys.contains { $0.hasPrefix("open holds") }, "\(failures)")
+    }
+
     @Test func aLedgerThatDoesNotReplayIsReported() {
         var log = SagaLog.clean
         let restock = log.index(of: .stockRestocked)

@@ -111,7 +111,7 @@ struct SagaLog {
             ids.append(id)
             guard !step.dropped else { continue }
             let sequenceKey = "\(event.topic.name)/\(event.key)"
-            let sequence = step.sequence ?? (sequences[sequenceKey, default: 0] + 1)
+            let sequence = step.sequence ?? (sequences[sequenceKey, default: 0] &+ 1)
             sequences[sequenceKey] = sequence
             let envelope = Envelope(
                 eventId: id, key: event.key, sequence: sequence, correlationId: event.correlationId,

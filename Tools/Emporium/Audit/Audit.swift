@@ -92,7 +92,8 @@ struct Audit {
                     if previous.eventId != envelope.eventId { violations.append("\(topic.name)/\(envelope.key): two events with sequence \(envelope.sequence)") }
                     continue
                 }
-                if envelope.sequence != (previous?.sequence ?? 0) + 1 {
+                // Compared without adding, so that a forged sequence of Int64.max is reported, not a trap.
+                if envelope.sequence < 1 || envelope.sequence - 1 != (previous?.sequence ?? 0) {
                     violations.append("\(topic.name)/\(envelope.key): \(previous?.sequence ?? 0) then \(envelope.sequence)")
                 }
                 last[envelope.key] = (envelope.sequence, envelope.eventId)
@@ -107,7 +108,8 @@ struct Audit {
     func deadLettered() -> AuditResult {
         var letters = Set<String>()
         for letter in input.deadLetters {
-            letters.insert("\(letter.header("dlq-source-topic") ?? "")[\(letter.header("dlq-source-partition") ?? "")]@\(letter.header("dlq-source-offset") ?? "")")
+            let source = [DeadLetter.Header.sourceTopic, DeadLetter.Header.sourcePartition, DeadLetter.Header.sourceOffset].map { DeadLetter.added($0, to: letter) ?? "" }
+            letters.insert("\(source[0])[\(source[1])]@\(source[2])")
         }
         let violations = undecodable.map { "\($0.topicPartition)@\($0.offset)" }.filter { !letters.contains($0) }.map { "\($0) is not an event and was not dead-lettered" }
         return AuditResult(name: "every message that is not a valid event was dead-lettered",
@@ -186,7 +188,7 @@ struct Audit {
         for envelope in events[.inventory, default: []] {
             let (product, delta, after): (String, Int, Int)
             switch envelope.event {
-            case .stockReserved(let e): (product, delta, after) = (e.productId, -e.quantity, e.available)
+            case .stockReserved(let e): (product, delta, after) = (e.productId, 0.minus(e.quantity), e.available)
             case .stockReleased(let e): (product, delta, after) = (e.productId, e.quantity, e.available)
             case .stockRestocked(let e): (product, delta, after) = (e.productId, e.quantity, e.available)
             case .stockShortage(let e):
@@ -195,7 +197,7 @@ struct Audit {
                 continue
             default: continue
             }
-            let expected = (available[product] ?? catalogue.product(product)?.initialStock ?? 0) + delta
+            let expected = (available[product] ?? catalogue.product(product)?.initialStock ?? 0).plus(delta)
             if after != expected { violations.append("\(product): \(after) after \(envelope.type.rawValue), expected \(expected)") }
             if after < 0 { violations.append("\(product): stock went to \(after)") }
             available[product] = after
@@ -226,7 +228,7 @@ struct Audit {
         var held: [String: Int] = [:]
         var violations: [String] = []
         func end(_ orderId: String, of customer: String) {
-            if ended.contains(orderId), let amount = authorized[orderId] { held[customer, default: 0] -= amount }
+            if ended.contains(orderId), let amount = authorized[orderId] { held[customer, default: 0] = held[customer, default: 0].minus(amount) }
         }
         for envelope in events[.orders, default: []] {
             switch envelope.event {
@@ -234,11 +236,11 @@ struct Audit {
                 let limit = credit.limitCents(for: order.customerId)
                 let before = held[order.customerId, default: 0]
                 if let amount = authorized[order.orderId] {
-                    held[order.customerId] = before + amount
-                    if before + amount > limit {
-                        violations.append("\(order.customerId): holds reach \(before + amount) of \(limit) with \(order.orderId)")
+                    held[order.customerId] = before.plus(amount)
+                    if before.plus(amount) > limit {
+                        violations.append("\(order.customerId): holds reach \(before.plus(amount)) of \(limit) with \(order.orderId)")
                     }
-                } else if declined.contains(order.orderId), before + order.totalCents <= limit {
+                } else if declined.contains(order.orderId), before.plus(order.totalCents) <= limit {
                     violations.append("\(order.orderId) declined though \(before) + \(order.totalCents) fits \(limit)")
                 }
             case .orderConfirmed(let order): end(order.orderId, of: order.customerId)
@@ -285,5 +287,19 @@ struct Audit {
         for id in terminal where emails[id, default: 0] != 1 { violations.append("\(id): \(emails[id, default: 0]) emails") }
         return AuditResult(name: "exactly one NotificationSent and one email per terminal order",
                            checked: "\(terminal.count) orders, \(emails.values.reduce(0, +)) emails", violations: violations)
+    }
+}
+
+/// Arithmetic that saturates instead of trapping: the audit reads logs anyone could have written, so the numbers
+/// in them can be anything, and a saturated figure still fails the comparison it is in.
+private extension Int {
+    func plus(_ other: Int) -> Int {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+
+    func minus(_ other: Int) -> Int {
+        let (difference, overflow) = subtractingReportingOverflow(other)
+        return overflow ? (other < 0 ? .max : .min) : difference
     }
 }

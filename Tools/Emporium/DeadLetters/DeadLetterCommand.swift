@@ -43,9 +43,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
             }
             print("\(letters.count) dead letters in \(name)")
             for letter in letters {
-                let source = "\(letter.header(DeadLetter.Header.sourceTopic) ?? "?")[\(letter.header(DeadLetter.Header.sourcePartition) ?? "?")]@\(letter.header(DeadLetter.Header.sourceOffset) ?? "?")"
-                print("\(letter.header(DeadLetter.Header.failedAt) ?? "-")  \(source)  key=\(letter.keyString ?? "<none>")  type=\(letter.header(Wire.Header.eventType) ?? "<none>")  group=\(letter.header(DeadLetter.Header.group) ?? "?")")
-                print("    \(letter.header(DeadLetter.Header.reason) ?? "no reason given")")
+                let source = "\(DeadLetter.added(DeadLetter.Header.sourceTopic, to: letter) ?? "?")[\(DeadLetter.added(DeadLetter.Header.sourcePartition, to: letter) ?? "?")]@\(DeadLetter.added(DeadLetter.Header.sourceOffset, to: letter) ?? "?")"
+                print("\(DeadLetter.added(DeadLetter.Header.failedAt, to: letter) ?? "-")  \(source)  key=\(letter.keyString ?? "<none>")  type=\(letter.header(Wire.Header.eventType) ?? "<none>")  group=\(DeadLetter.added(DeadLetter.Header.group, to: letter) ?? "?")")
+                print("    \(DeadLetter.added(DeadLetter.Header.reason, to: letter) ?? "no reason given")")
             }
         }
 
@@ -91,7 +91,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
                     letters += batch.count
                     let originals = batch.filter { letter in
                         sources.insert([DeadLetter.Header.sourceTopic, DeadLetter.Header.sourcePartition, DeadLetter.Header.sourceOffset]
-                            .map { letter.header($0) ?? "" }.joined(separator: "/")).inserted
+                            .map { DeadLetter.added($0, to: letter) ?? "" }.joined(separator: "/")).inserted
                     }.compactMap(DeadLetter.original(of:))
                     for result in await producer.send(originals) { _ = try result.get() }
                     sent += originals.count

@@ -222,7 +222,7 @@ struct DeadLetters: Experiment {
         try await lab.shop.waitFor("four dead letters", seconds: 60) { try await lab.read("orders.dlq").count >= 4 }
         let letters = try await lab.read("orders.dlq")
         lab.evidence(["DLQ PARTITION@OFFSET", "KEY", "DEAD-LETTERED BY", "REASON"], letters.map { letter in
-            ["\(letter.partition)@\(letter.offset)", letter.keyString ?? "-", letter.header(DeadLetter.Header.group) ?? "?", String((letter.header(DeadLetter.Header.reason) ?? "").prefix(70))]
+            ["\(letter.partition)@\(letter.offset)", letter.keyString ?? "-", DeadLetter.added(DeadLetter.Header.group, to: letter) ?? "?", String((DeadLetter.added(DeadLetter.Header.reason, to: letter) ?? "").prefix(70))]
         })
         let statusBefore = try await orderStatus(stuck, lab: lab)
         lab.step("\(later.placed - later.pending) of the 40 later orders ended; \(stuck) is \(statusBefore)")
@@ -237,7 +237,7 @@ struct DeadLetters: Experiment {
             return statusAfter != "pending"
         }
         lab.step("\(stuck) is now \(statusAfter)")
-        let poisonLetters = letters.filter { ($0.header(DeadLetter.Header.reason) ?? "").contains("event-type header is missing") }.count
+        let poisonLetters = letters.filter { (DeadLetter.added(DeadLetter.Header.reason, to: $0) ?? "").contains("event-type header is missing") }.count
         return .check(poisonLetters == 3 && later.pending == 0 && statusBefore == "pending" && statusAfter == "confirmed",
                       shown: "the poison was dead-lettered by each of 3 groups with its reason, the 40 later orders ended, and the replayed order was confirmed after the fix",
                       otherwise: "poison dead letters \(poisonLetters) of 3, later orders pending \(later.pending), the stuck order went \(statusBefore) → \(statusAfter)")
