@@ -21,6 +21,10 @@ public struct ConsumerBatching: Sendable {
 public struct ConsumerBatch: Sendable {
     public let id: UInt64
     public let messages: [ConsumedMessage]
+    /// Partitions whose log now starts below where this group was reading (the topic was recreated, or the
+    /// cluster lost what it held), with the offset reading went back to. Whoever keeps positions of its own must
+    /// move them back here, or it would take what the log holds now for what it already applied.
+    public internal(set) var logRestarts: [TopicPartition: Int64] = [:]
     /// Per partition, the first and last offset in this batch, in order of first appearance.
     let ranges: [(partition: TopicPartition, first: Int64, last: Int64)]
 
@@ -66,6 +70,10 @@ public enum KafkaConsumerEvent: Sendable, Equatable {
     /// Offsets `expected..<resumedAt` are still in the log, yet the partition delivered `resumedAt` next: not a
     /// loss Kafka announced, so something skipped them (a seek, a position ahead of what was applied).
     case offsetGap(TopicPartition, expected: Int64, resumedAt: Int64)
+    /// The partition delivered `resumedAt`, below the `expected` offset this group was to read next: the log is
+    /// shorter than the group's position (a topic recreated, a cluster restarted empty, a log truncated), and
+    /// librdkafka went back to where it starts now (`auto.offset.reset`). The batch says so (`logRestarts`).
+    case logRestarted(TopicPartition, expected: Int64, resumedAt: Int64)
     /// A non-fatal error; the consumer carries on.
     case error(KafkaError)
     /// The coordinator answered this member's join: who it is now, and whom the group elected to assign the
@@ -271,6 +279,8 @@ final class ConsumerCore: Sendable {
         var assignmentGeneration: UInt64 = 0
         /// The offset each partition should deliver next, to notice when the log skipped ahead.
         var expectedOffsets: [TopicPartition: Int64] = [:]
+        /// Log restarts noticed and not yet in a committed batch: a released batch's are handed over again.
+        var pendingRestarts: [TopicPartition: Int64] = [:]
         /// Offsets of committed batches since the assignment, committed synchronously again on revoke.
         var processedOffsets: [TopicPartition: Int64] = [:]
     }
@@ -324,6 +334,8 @@ final class ConsumerCore: Sendable {
             logger.critical("offsets \(expected)..<\(resumedAt) of \(partition) fell off the log before this group read them: those messages are lost to it")
         case .offsetGap(let partition, let expected, let resumedAt):
             logger.critical("offsets \(expected)..<\(resumedAt) of \(partition) are in the log but were skipped: this group never applied them")
+        case .logRestarted(let partition, let expected, let resumedAt):
+            logger.critical("\(partition) was to be read from offset \(expected), but its log now ends below that: reading it again from offset \(resumedAt)")
         case .error(let error):
             logger.error("\(error)")
         case .assigned(let partitions):
@@ -372,7 +384,10 @@ final class ConsumerCore: Sendable {
             guard let acknowledgement = awaitAcknowledgement(of: batch) else { break }
             switch acknowledgement {
             case .commit(let offsets, let continuation):
-                state.withLock { $0.processedOffsets.merge(offsets) { max($0, $1) } }
+                state.withLock { state in
+                    state.processedOffsets.merge(offsets) { max($0, $1) }
+                    for partition in batch.logRestarts.keys { state.pendingRestarts[partition] = nil }
+                }
                 continuation.resume(with: Result { try commitAsynchronously(rk, offsets) })
             case .release(let offsets, let continuation):
                 rewind(rk, to: offsets)
@@ -459,19 +474,27 @@ final class ConsumerCore: Sendable {
         }
     }
 
-    /// Notices a partition whose log skipped ahead of where this group was reading. librdkafka delivers each
-    /// partition's messages in offset order, so only the first offset of each partition in a batch can skip.
-    private func noticeSkippedOffsets(_ batch: ConsumerBatch, _ rk: OpaquePointer) {
-        let skips = state.withLock { state in
+    /// Notices a partition whose log skipped ahead of where this group was reading, or went back below it (and
+    /// marks the batch with the restart). librdkafka delivers each partition's messages in offset order, and this
+    /// consumer's own rewinds move what it expects, so only the first offset of each partition in a batch can
+    /// differ, and only because the log did.
+    private func noticeOffsetJumps(_ batch: inout ConsumerBatch, _ rk: OpaquePointer) {
+        let (skips, restarts) = state.withLock { state in
             var skips: [(TopicPartition, expected: Int64, resumedAt: Int64)] = []
+            var restarts: [(TopicPartition, expected: Int64, resumedAt: Int64)] = []
             for range in batch.ranges {
                 if let expected = state.expectedOffsets[range.partition], range.first > expected {
                     skips.append((range.partition, expected, range.first))
+                } else if let expected = state.expectedOffsets[range.partition], range.first < expected {
+                    restarts.append((range.partition, expected, range.first))
+                    state.pendingRestarts[range.partition] = range.first
                 }
                 state.expectedOffsets[range.partition] = range.last + 1
             }
-            return skips
+            batch.logRestarts = state.pendingRestarts.filter { state.assignment.contains($0.key) }
+            return (skips, restarts)
         }
+        for (partition, expected, resumedAt) in restarts { report(.logRestarted(partition, expected: expected, resumedAt: resumedAt)) }
         // Rare, so worth a round trip: where the log starts now tells a loss Kafka caused from a skip.
         for (partition, expected, resumedAt) in skips {
             var low: Int64 = -1, high: Int64 = -1
@@ -492,8 +515,8 @@ final class ConsumerCore: Sendable {
             return state.nextBatchID
         }
         guard let id else { return nil }
-        let batch = ConsumerBatch(id: id, messages: messages)
-        noticeSkippedOffsets(batch, rk)
+        var batch = ConsumerBatch(id: id, messages: messages)
+        noticeOffsetJumps(&batch, rk)
         batchSink.yield(batch)
         return batch
     }
@@ -599,6 +622,7 @@ final class ConsumerCore: Sendable {
                 state.assignment = []
                 state.assignmentGeneration += 1
                 state.expectedOffsets = [:]
+                state.pendingRestarts = [:]
                 defer { state.processedOffsets = [:] }
                 return state.processedOffsets
             }

@@ -12,6 +12,8 @@ public struct BatchOutcome: Sendable {
     public var alreadyApplied = 0
     public var deadLettered = 0
     public var emitted = 0
+    /// Partitions whose stored position moved back to where their shortened log starts now.
+    public var positionsMovedBack = 0
     /// The same by topic and type, with the events' ages and what was emitted, for the metrics.
     public var tally = BatchTally()
 
@@ -25,6 +27,7 @@ public struct BatchOutcome: Sendable {
         sum.alreadyApplied += rhs.alreadyApplied
         sum.deadLettered += rhs.deadLettered
         sum.emitted += rhs.emitted
+        sum.positionsMovedBack += rhs.positionsMovedBack
         sum.tally.merge(rhs.tally)
         return sum
     }
@@ -50,18 +53,28 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
     /// Applies the batch. A handler that fails is retried after a backoff, *outside* the write transaction: what
     /// came before the failing message is committed, SQLite's write lock is released while it waits (so HTTP
     /// requests and the relay sharing the database go on), and the rest is applied in a new transaction.
-    public func process(_ messages: [ConsumedMessage], in database: DatabasePool) async throws -> BatchOutcome {
+    ///
+    /// `logRestarts` (from `ConsumerBatch`) names partitions whose log is now shorter than the stored position:
+    /// their position moves back to where the log starts, in the batch's first transaction, so that what the log
+    /// holds now is applied rather than taken for what was; the inbox's event IDs keep a copy from applying twice.
+    public func process(
+        _ messages: [ConsumedMessage], logRestarts: [TopicPartition: Int64] = [:], in database: DatabasePool
+    ) async throws -> BatchOutcome {
         var outcome = BatchOutcome()
         var start = messages.startIndex
         var attempt = 1
+        var restarts = logRestarts
         while true {
-            let part = try await database.write { [start, attempt] db in try process(messages[start...], in: db, attempt: attempt) }
+            let part = try await database.write { [start, attempt, restarts] db in
+                try process(messages[start...], in: db, attempt: attempt, logRestarts: restarts)
+            }
+            restarts = [:]
             outcome = outcome + part.outcome
             guard let failure = part.failure else { return outcome }
             logger.warning("handler failed on \(failure.type) \(failure.eventId), attempt \(attempt): \(failure.error)")
             try await Task.sleep(for: retry.backoff(afterAttempt: attempt))
+            attempt = failure.nextAttempt(after: attempt, startedAt: start)
             start = failure.index
-            attempt += 1
         }
     }
 
@@ -74,8 +87,8 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
             let part = try process(messages[start...], in: db, attempt: attempt)
             outcome = outcome + part.outcome
             guard let failure = part.failure else { return outcome }
+            attempt = failure.nextAttempt(after: attempt, startedAt: start)
             start = failure.index
-            attempt += 1
         }
     }
 
@@ -85,14 +98,27 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
         let type: String
         let eventId: String
         let error: String
+
+        /// The failing message's next try: `attempt` counted the tries of the message the part started at, so a
+        /// later message that failed has had one try, not that message's.
+        func nextAttempt(after attempt: Int, startedAt start: Int) -> Int {
+            index == start ? attempt + 1 : 2
+        }
     }
 
     /// Applies messages in order until one's handler fails with retries left; `attempt` counts the first
     /// message's tries so far. Offsets are saved up to, not including, the message that failed.
-    func process(_ messages: ArraySlice<ConsumedMessage>, in db: Database, attempt: Int) throws -> (outcome: BatchOutcome, failure: HandlerFailure?) {
+    func process(
+        _ messages: ArraySlice<ConsumedMessage>, in db: Database, attempt: Int, logRestarts: [TopicPartition: Int64] = [:]
+    ) throws -> (outcome: BatchOutcome, failure: HandlerFailure?) {
         var outcome = BatchOutcome()
         let now = Date()
         var offsets = try Inbox.nextOffsets(group: group, in: db)
+        for (partition, start) in logRestarts where offsets[partition].map({ $0 > start }) ?? false {
+            logger.critical("\(partition)'s log restarted at offset \(start), below the stored position \(offsets[partition]!): moving the position back")
+            offsets[partition] = start
+            outcome.positionsMovedBack += 1
+        }
         var awaitsReplays = try Inbox.awaitsReplays(group: group, in: db)
         var failure: HandlerFailure?
         for index in messages.indices {
@@ -175,7 +201,7 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
     }
 
     private func deadLetter(_ message: ConsumedMessage, reason: String, in db: Database, outcome: inout BatchOutcome) throws {
-        logger.error("dead-lettering \(message.topicPartition)@\(message.offset): \(reason)")
+        logger.error("dead-lettering \(message.topicPartition)@\(message.offset): \(DeadLetter.capped(reason))")
         try Outbox.append(DeadLetter.message(for: message, reason: reason, group: group), in: db)
         outcome.deadLettered += 1
         outcome.tally.count(message, .deadLettered)

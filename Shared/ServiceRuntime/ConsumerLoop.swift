@@ -86,7 +86,7 @@ public final class ConsumerLoop<Handler: EventHandler>: Service {
         for try await batch in consumer.batches.cancelOnGracefulShutdown() {
             let started = ContinuousClock.now
             do {
-                let outcome = try await processor.process(batch.messages, in: database)
+                let outcome = try await processor.process(batch.messages, logRestarts: batch.logRestarts, in: database)
                 ConsumerMetrics.shared.record(outcome.tally, messages: batch.messages.count, transaction: .now - started)
                 status.batchDone(outcome)
                 if outcome.emitted + outcome.deadLettered > 0 { relay.wake() }
@@ -132,6 +132,7 @@ public final class ConsumerStatus: Sendable {
     private let batchFailures: Counter
     private let fellOffLog: Counter
     private let gaps: Counter
+    private let logRestarts: Counter
     private let assignedGauge: Gauge
 
     public init() {
@@ -140,6 +141,7 @@ public final class ConsumerStatus: Sendable {
         batchFailures = Counter(label: "emporium_consumer_batch_failures_total")
         fellOffLog = Counter(label: "emporium_consumer_offsets_fell_off_log_total")
         gaps = Counter(label: "emporium_consumer_offset_gaps_total")
+        logRestarts = Counter(label: "emporium_consumer_log_restarts_total")
         assignedGauge = Gauge(label: "emporium_consumer_assigned_partitions")
     }
 
@@ -185,6 +187,9 @@ public final class ConsumerStatus: Sendable {
             fellOffLog.increment()
         case .offsetGap:
             gaps.increment()
+        case .logRestarted:
+            logRestarts.increment()
+            state.withLock { $0.handled.logRestarts += 1 }
         case .error, .joined:
             break
         }
@@ -211,6 +216,18 @@ public struct HandledCounts: Codable, Sendable, Equatable {
     public var applied = 0
     public var duplicates = 0
     public var deadLettered = 0
+    /// Partitions whose log turned out shorter than this member's position, and were read again from its start.
+    public var logRestarts = 0
 
     public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        messages = try container.decode(Int.self, forKey: .messages)
+        applied = try container.decode(Int.self, forKey: .applied)
+        duplicates = try container.decode(Int.self, forKey: .duplicates)
+        deadLettered = try container.decode(Int.self, forKey: .deadLettered)
+        // Absent from the status of an instance that predates it.
+        logRestarts = try container.decodeIfPresent(Int.self, forKey: .logRestarts) ?? 0
+    }
 }

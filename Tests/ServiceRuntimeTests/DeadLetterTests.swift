@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import Kafka
 import ServiceRuntime
+import Synchronization
 import Testing
 
 @Suite(.serialized) struct DeadLetterTests {
@@ -77,5 +78,48 @@ import Testing
         let outcome = try await fixture.processor().process([consumed], in: database)
         #expect(outcome.skipped == 1 && outcome.deadLettered == 0)
         #expect(try await database.read(Outbox.pendingCount) == 0)
+    }
+}
+
+/// Fails the first two tries of every order, then applies it: a flaky dependency that heals within the retries.
+final class TwiceFailingHandler: EventHandler {
+    let handledTypes: Set<EventType> = [.orderPlaced]
+    let tries = Mutex<[String: Int]>([:])
+
+    func handle(_ envelope: Envelope, in db: Database) throws -> [DomainEvent] {
+        guard case .orderPlaced(let order) = envelope.event else { return [] }
+        let tried = tries.withLock { tries in
+            tries[order.orderId, default: 0] += 1
+            return tries[order.orderId]!
+        }
+        if tried <= 2 { throw ConfirmingHandler.HandlerFailure() }
+        return []
+    }
+}
+
+@Suite struct RetryCountTests {
+    /// Each failing message gets its own three tries: a count carried over from an earlier message of the
+    /// batch dead-lettered the second one after two.
+    @Test func everyFailingMessageOfABatchGetsAllItsTries() async throws {
+        let fixture = try RuntimeFixture(partitions: 1)
+        let database = try fixture.openDatabase()
+        let handler = TwiceFailingHandler()
+        let processor = BatchProcessor(handler: handler, group: "retry-test", source: "test-service",
+                                       retry: RetryPolicy(attempts: 3, initialBackoff: .milliseconds(1)), logger: fixture.logger)
+        let messages = try (0..<3).map { n in
+            let message = try RuntimeFixture.orderPlaced(n, customers: 1)
+            return ConsumedMessage(topic: "orders", partition: 0, offset: Int64(n), key: message.key, value: message.value, headers: message.headers)
+        }
+        let outcome = try await processor.process(messages, in: database)
+        #expect(outcome.deadLettered == 0, "a message was dead-lettered before its third try")
+        #expect(outcome.applied == 3)
+        #expect(handler.tries.withLock { $0 } == ["order-0": 3, "order-1": 3, "order-2": 3])
+
+        let inTransaction = try await database.write { db in
+            try db.execute(sql: "DELETE FROM processedEvent")
+            return try BatchProcessor(handler: TwiceFailingHandler(), group: "retry-test-2", source: "test-service", logger: fixture.logger)
+                .process(messages, in: db)
+        }
+        #expect(inTransaction.deadLettered == 0 && inTransaction.applied == 3)
     }
 }

@@ -83,10 +83,11 @@ struct StatusScreen {
             }
         }
         lines.append(textTable(["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID"], rows))
-        lines.append(textTable(["INSTANCE", "URL", "PARTITIONS", "LAST BATCH", "OUTBOX", "RELAY"], snapshot.instances.map { instance in
-            guard let status = instance.status else { return [instance.instance, instance.url, "unreachable", "", "", ""] }
+        // LOG RESTARTS: partitions found shorter than the instance's position and read again from their start.
+        lines.append(textTable(["INSTANCE", "URL", "PARTITIONS", "LAST BATCH", "OUTBOX", "RELAY", "LOG RESTARTS"], snapshot.instances.map { instance in
+            guard let status = instance.status else { return [instance.instance, instance.url, "unreachable", "", "", "", ""] }
             return [status.instance, instance.url, "\(status.partitions.count)", status.lastBatchAt ?? "-", "\(status.outboxDepth)",
-                    status.relayLeaseHolder ? "leader (\(status.relayed) sent)" : "standby"]
+                    status.relayLeaseHolder ? "leader (\(status.relayed) sent)" : "standby", "\(status.handled.logRestarts)"]
         }))
         return lines.joined(separator: "\n")
     }
