@@ -43,6 +43,12 @@ struct Reservation: Codable, FetchableRecord, PersistableRecord, ListedColumns {
         try fetchAll(db.cachedStatement(sql: "SELECT * FROM reservation WHERE orderId = ? AND NOT released"), arguments: [orderId])
     }
 
+    /// Units of a product held for orders and not yet released: what cancellations may still give back.
+    static func heldQuantity(of productId: String, in db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT coalesce(sum(quantity), 0) FROM reservation WHERE productId = ? AND NOT released",
+                         arguments: [productId]) ?? 0
+    }
+
     func markReleased(in db: Database) throws {
         try db.cachedStatement(sql: "UPDATE reservation SET released = 1 WHERE orderId = ? AND productId = ?")
             .execute(arguments: [orderId, productId])

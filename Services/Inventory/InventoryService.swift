@@ -47,14 +47,30 @@ struct InventoryService: AsyncParsableCommand {
                     return JSONResponse.error(.unprocessableContent, "quantity must be between 1 and 1000000", field: "quantity")
                 }
                 let cause = EventCause.request(traceparent: request.headers[.traceparent])
-                let restocked = try await database.write { db -> StockRestocked? in
-                    guard try Stock.fetchOne(db, key: id) != nil else { return nil }
+                let outcome = try await database.write { db -> RestockOutcome in
+                    guard let stock = try Stock.fetchOne(db, key: id) else { return .unknownProduct }
+                    // Reserved units come back on a cancellation: counted here, so that no later release leaves
+                    // the contract's range either.
+                    let reserved = try Reservation.heldQuantity(of: id, in: db)
+                    let most = ContractValues.stockLevels.upperBound - stock.available - reserved
+                    guard body.quantity <= most else { return .overContract(available: stock.available, reserved: reserved, most: max(0, most)) }
                     let available = try Stock.release(body.quantity, of: id, in: db)
                     let event = StockRestocked(productId: id, quantity: body.quantity, available: available)
                     try Outbox.append([.stockRestocked(event)], cause: cause, source: settings.service, in: db)
-                    return event
+                    return .restocked(event)
                 }
-                guard let restocked else { return JSONResponse.error(.notFound, "no product '\(id)'", field: "id") }
+                let restocked: StockRestocked
+                switch outcome {
+                case .unknownProduct: return JSONResponse.error(.notFound, "no product '\(id)'", field: "id")
+                case .overContract(let available, let reserved, let most):
+                    return JSONResponse.error(.unprocessableContent, """
+                        restocking \(body.quantity) would take '\(id)' past the contract's \(ContractValues.stockLevels.upperBound) units \
+                        (\(available) available, \(reserved) reserved): at most \(most) more can be taken
+                        """, field: "quantity")
+                case .restocked(let event): restocked = event
+                }
+                // The warehouse was told "done": the restock must survive a power loss, though nothing consumed made it.
+                try ServiceDatabase.syncCommitted(at: settings.databasePath)
                 relay.wake()
                 DomainCounter.record(.stockRestocked(restocked))
                 return JSONResponse.make(.ok, restocked)
@@ -62,6 +78,13 @@ struct InventoryService: AsyncParsableCommand {
             return [makeHTTPServer(router: router, port: settings.port, logger: Logger(label: "inventory-service.http"))]
         }
     }
+}
+
+/// What a restock request came to, decided in its transaction.
+enum RestockOutcome {
+    case unknownProduct
+    case overContract(available: Int, reserved: Int, most: Int)
+    case restocked(StockRestocked)
 }
 
 struct RestockRequest: Decodable {

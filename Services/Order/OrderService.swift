@@ -42,11 +42,11 @@ extension OrderService {
 
     private func rebuildFromLog(_ settings: RuntimeSettings) async throws {
         let database = try ServiceDatabase.open(at: settings.databasePath, durability: .durable, migrations: OrderSchema.migrate)
-        try await database.read(OrderHistory.requireEmpty)
+        if try await !database.read(LogRebuild.wasInterrupted) { try await database.read(OrderHistory.requireEmpty) }
         let summary = try await LogRebuild(settings: settings).run(
             writes: .orders, consumes: Self.consumedTopics, into: database, apply: OrderHistory.apply)
         let orders = try await database.read { db in try Order.fetchCount(db) }
-        print("rebuilt \(orders) orders from \(summary.ownEvents) events on orders (\(summary.otherMessages) other messages skipped),"
+        print("rebuilt \(orders) orders from \(summary.ownEvents) events on orders (\(summary.copies) copies and \(summary.otherMessages) other messages skipped),"
               + " \(summary.keys) key sequences; \(summary.partitionsRewound) consumed partitions rewound to their start, re-read on the next start")
         if !summary.partitionsMissingHistory.isEmpty {
             print("warning: \(summary.partitionsMissingHistory.map(\.description).joined(separator: ", ")) no longer start at offset 0:"

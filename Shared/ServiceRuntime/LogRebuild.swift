@@ -19,8 +19,10 @@ public struct LogRebuild: Sendable {
     }
 
     public struct Summary: Sendable {
-        /// The service's own events read back and applied.
+        /// The service's own events read back and applied, each once.
         public var ownEvents = 0
+        /// Copies of its events (a relay re-sends after a crash) and events an interrupted run already applied.
+        public var copies = 0
         /// Messages on its topic that are not its events (a dead letter re-driven by hand, a stray write).
         public var otherMessages = 0
         /// Keys whose sequence counter was restored.
@@ -46,8 +48,15 @@ public struct LogRebuild: Sendable {
         }
     }
 
-    /// Reads `topic` from offset 0 to the end it has now, hands each of this service's own events to `apply` in
-    /// the transaction that stores it, then rewinds the positions of `consumed`.
+    /// Whether a rebuild began in this database and did not finish: running it again resumes it, so the service's
+    /// check that its database is empty does not apply.
+    public static func wasInterrupted(_ db: Database) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM rebuildInProgress)") ?? false
+    }
+
+    /// Reads `topic` from offset 0 to the end it has now, hands each of this service's own events to `apply` once
+    /// (by event ID) in the transaction that stores it, then rewinds the positions of `consumed`. A run cut short
+    /// leaves a mark; the next run reads from offset 0 again and skips what the first applied.
     public func run(
         writes topic: Topic, consumes consumed: [Topic], into database: DatabasePool,
         apply: @escaping @Sendable (Envelope, Database) throws -> Void
@@ -61,13 +70,25 @@ public struct LogRebuild: Sendable {
         // A group of its own that no one shares: it starts at the beginning, and its offsets mean nothing later.
         let readerGroup = "\(settings.group).rebuild-\(UUID().uuidString.prefix(8).lowercased())"
         let source = settings.service
+        try await database.write { db in
+            if try !Self.wasInterrupted(db) {
+                try db.execute(sql: "INSERT INTO rebuildInProgress (startedAt) VALUES (?)", arguments: [Timestamp.now()])
+            }
+        }
         try await TopicReader(configuration: settings.kafka).forEachBatchToEnd(topic.name, group: readerGroup, timeout: .seconds(300)) { batch in
             let envelopes = batch.compactMap { message in (try? Wire.decode(message, checkingValues: false)).flatMap { $0.source == source ? $0 : nil } }
-            summary.ownEvents += envelopes.count
             summary.otherMessages += batch.count - envelopes.count
-            try await database.write { db in
-                for envelope in envelopes { try apply(envelope, db) }
+            let copies = try await database.write { db in
+                var copies = 0
+                for envelope in envelopes {
+                    try db.cachedStatement(sql: "INSERT INTO rebuiltEvent (eventId) VALUES (?) ON CONFLICT DO NOTHING")
+                        .execute(arguments: [envelope.eventId])
+                    if db.changesCount == 0 { copies += 1 } else { try apply(envelope, db) }
+                }
+                return copies
             }
+            summary.copies += copies
+            summary.ownEvents += envelopes.count - copies
             for envelope in envelopes { lastSequence[envelope.key] = max(lastSequence[envelope.key] ?? 0, envelope.sequence) }
         }
         let sequences = lastSequence
@@ -82,6 +103,7 @@ public struct LogRebuild: Sendable {
                 try Outbox.continueSequence(topic: topic.name, key: key, after: last, in: db)
             }
             try Inbox.save(Dictionary(uniqueKeysWithValues: positions.map { ($0.partition, $0.low) }), group: group, in: db)
+            try db.execute(sql: "DELETE FROM rebuiltEvent; DELETE FROM rebuildInProgress")
         }
         return summary
     }

@@ -19,6 +19,7 @@ public final class OutboxRelay: Service {
     private let database: DatabasePool
     private let configuration: KafkaConfiguration
     private let leasePath: String
+    private let databasePath: String
     private let logger: Logger
     private let wakeup = Wakeup()
     private let batchSize: Int
@@ -47,6 +48,7 @@ public final class OutboxRelay: Service {
         self.database = database
         self.configuration = configuration
         leasePath = databasePath + ".relay-lease"
+        self.databasePath = databasePath
         self.logger = logger
         self.batchSize = batchSize
         self.foreignWriteCheck = foreignWriteCheck
@@ -205,6 +207,9 @@ public final class OutboxRelay: Service {
             let after = inFlight.lastSent
             let rows = try database.read { db in try Outbox.oldest(batchSize, after: after, in: db) }
             if !rows.isEmpty {
+                // Nothing leaves before the transactions that wrote it are on disk: a power loss must not take back
+                // an event consumers have seen (a re-run could decide differently under the same event ID).
+                try ServiceDatabase.syncCommitted(at: databasePath)
                 let deliveries = producer.enqueueBlocking(rows.map(\.message))
                 inFlight.add(rows, deliveries)
                 _ = deliveries.waitBlocking(upTo: patience)

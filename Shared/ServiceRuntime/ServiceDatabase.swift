@@ -8,11 +8,27 @@ public enum ServiceDatabase {
     /// How much of a commit survives a power loss.
     public enum Durability: String, Sendable {
         /// `synchronous=NORMAL`: the last commits may be lost. Enough for what Kafka can give again: positions
-        /// live in the database, so a consumer whose tail was lost re-reads it (see `ConsumerLoop`).
+        /// live in the database, so a consumer whose tail was lost re-reads it (see `ConsumerLoop`). What leaves
+        /// the process is synced first (`syncCommitted`).
         case replayable = "NORMAL"
         /// `synchronous=FULL`: a commit is on disk when it returns. For what only the database holds, such as an
         /// order accepted over HTTP, which must not vanish after its 202.
         case durable = "FULL"
+    }
+
+    /// Puts every transaction committed so far on disk, whatever the connection's `synchronous` setting: in WAL
+    /// mode a commit is appended to the `-wal` file, and syncing that file (any descriptor will do: a sync is per
+    /// file) makes it durable. The relay calls this before anything it read leaves for Kafka, and an HTTP write
+    /// that Kafka cannot give back (a restock) before it answers, so that a power loss cannot take back what
+    /// others have already seen, while the consumers' own commits, which Kafka can replay, skip the sync.
+    public static func syncCommitted(at path: String) throws {
+        let wal = Glibc.open(path + "-wal", O_RDONLY | O_CLOEXEC)
+        // No WAL file: every commit went into the database file by a checkpoint, which syncs.
+        guard wal >= 0 else { return }
+        defer { Glibc.close(wal) }
+        guard fdatasync(wal) == 0 else {
+            throw DatabaseError(message: "cannot sync \(path)-wal: \(String(cString: strerror(errno)))")
+        }
     }
 
     public static func open(
@@ -127,6 +143,12 @@ public enum ServiceDatabase {
                     ALTER TABLE \(table.name)New RENAME TO \(table.name);
                     """)
             }
+        }
+        // `--rebuild`'s progress: the events it applied (a log may hold copies of one) while it runs, so that a
+        // rebuild cut short can be run again; emptied when it finishes.
+        migrator.registerMigration("runtime-6-rebuilt-events") { db in
+            try db.execute(sql: "CREATE TABLE rebuiltEvent (eventId TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID")
+            try db.execute(sql: "CREATE TABLE rebuildInProgress (startedAt TEXT NOT NULL)")
         }
     }
 }

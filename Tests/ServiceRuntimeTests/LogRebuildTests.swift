@@ -58,4 +58,43 @@ import Testing
         #expect(sequences == [4, 4, 4, 1])
         #expect(positions == Dictionary(uniqueKeysWithValues: (0..<3).map { (TopicPartition(Topic.payments.name, Int32($0)), Int64(0)) }))
     }
+
+    /// The log may hold copies of an event (a relay re-sends what it sent before a crash), and a rebuild may be
+    /// cut short: a copy is applied once, and a second run finishes what the first began.
+    @Test func aCopyIsAppliedOnceAndARebuildCutShortIsFinishedByTheNextRun() async throws {
+        let fixture = try RuntimeFixture(partitions: 1)
+        var onOrders: [OutgoingMessage] = []
+        for n in 0..<6 {
+            onOrders.append(try Self.written(by: "test-service", order: n, customer: "customer-\(n % 2)", sequence: Int64(n / 2 + 1)))
+        }
+        onOrders.insert(onOrders[1], at: 3)
+        try await fixture.produce(onOrders)
+        let database = try fixture.openDatabase()
+        let settings = RuntimeSettings(
+            service: "test-service", varDirectory: fixture.directory.path, databasePath: fixture.databasePath, group: "test-group",
+            instanceID: "test-1", port: 0, logLevel: .warning, kafka: fixture.configuration)
+        struct PowerCut: Error {}
+        // A plain INSERT, as order-service's OrderPlaced is: a second application fails on the order's key.
+        let cut = try await within(.seconds(90), "the first rebuild") {
+            do {
+                _ = try await LogRebuild(settings: settings).run(writes: .orders, consumes: [.payments], into: database) { envelope, db in
+                    if envelope.correlationId == "order-4" { throw PowerCut() }
+                    try db.execute(sql: "INSERT INTO effect (orderId, count) VALUES (?, 1)", arguments: [envelope.correlationId])
+                }
+                return false
+            } catch is PowerCut { return true }
+        }
+        #expect(cut)
+        #expect(try await database.read(LogRebuild.wasInterrupted))
+        let summary = try await within(.seconds(90), "the second rebuild") {
+            try await LogRebuild(settings: settings).run(writes: .orders, consumes: [.payments], into: database) { envelope, db in
+                try db.execute(sql: "INSERT INTO effect (orderId, count) VALUES (?, 1)", arguments: [envelope.correlationId])
+            }
+        }
+        #expect(try await fixture.effectCounts(in: database) == Dictionary(uniqueKeysWithValues: (0..<6).map { ("order-\($0)", 1) }))
+        #expect(summary.copies >= 1, "the copy of order-1 was not counted")
+        #expect(summary.ownEvents + summary.copies == 7)
+        #expect(try await !database.read(LogRebuild.wasInterrupted))
+        #expect(try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM rebuiltEvent") } == 0)
+    }
 }
