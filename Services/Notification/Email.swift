@@ -25,9 +25,24 @@ struct Email: Codable, FetchableRecord, PersistableRecord, ListedColumns {
         self.kind = kind
         notificationId = "ntf-" + EventID.uuid5(name: "notification/\(orderId)/\(kind.rawValue)")
         messageId = "<\(orderId).\(kind.rawValue)@emporium.example>"
-        self.subject = subject
-        self.body = body
+        self.subject = Self.headerText(subject)
+        self.body = Self.bodyText(body)
         createdAt = Timestamp.now()
+    }
+
+    /// Text for a header line: every control character (CR and LF among them, which would start a new header or
+    /// the body) becomes a space. Subjects quote order IDs and reasons that came from a topic.
+    static func headerText(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
+    }
+
+    /// Text for the body: line ends of any kind become LF (the SMTP client sends each as CRLF), and every other
+    /// control character but a tab becomes a space.
+    static func bodyText(_ text: String) -> String {
+        let lines = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        return String(String.UnicodeScalarView(lines.unicodeScalars.map { scalar in
+            scalar == "\n" || scalar == "\t" || scalar.properties.generalCategory != .control ? scalar : " "
+        }))
     }
 
     static let columns = [
@@ -77,7 +92,7 @@ struct Email: Codable, FetchableRecord, PersistableRecord, ListedColumns {
             "Content-Type: text/plain; charset=utf-8",
             "Content-Transfer-Encoding: 8bit",
             "",
-            body,
+            body.replacingOccurrences(of: "\n", with: "\r\n"),
             "",
         ].joined(separator: "\r\n")
     }

@@ -11,7 +11,8 @@ struct SMTPClient {
     init?(url: String) {
         guard let components = URLComponents(string: url), components.scheme == "smtp", let host = components.host, !host.isEmpty else { return nil }
         self.host = host
-        port = UInt16(components.port ?? 25)
+        guard let port = UInt16(exactly: components.port ?? 25) else { return nil }
+        self.port = port
     }
 
     func send(from sender: String, to recipient: String, message: String) throws {
@@ -22,10 +23,18 @@ struct SMTPClient {
         try connection.command("MAIL FROM:<\(sender)>", expect: 250)
         try connection.command("RCPT TO:<\(recipient)>", expect: 250)
         try connection.command("DATA", expect: 354)
-        // Dot-stuffing: a line that starts with "." gets another one.
-        let body = message.replacingOccurrences(of: "\r\n.", with: "\r\n..")
-        try connection.command(body + (body.hasSuffix("\r\n") ? "" : "\r\n") + ".", expect: 250)
+        try connection.command(Self.dataSection(message) + ".", expect: 250)
         try? connection.command("QUIT", expect: 221)
+    }
+
+    /// The message as DATA carries it (RFC 5321, 4.5.2): every line end, bare LF and bare CR included, made CRLF,
+    /// so that no relay, strict or lenient, can see the end of the data (a line of one ".") before the real one;
+    /// a line that starts with "." gets another; and a CRLF at the end.
+    static func dataSection(_ message: String) -> String {
+        let lines = message.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+            .split(separator: "\n", omittingEmptySubsequences: false)
+        let ended = lines.last == "" ? lines.dropLast() : lines[...]
+        return ended.map { $0.hasPrefix(".") ? "." + $0 : String($0) }.map { $0 + "\r\n" }.joined()
     }
 
     struct Failure: Error, CustomStringConvertible {
