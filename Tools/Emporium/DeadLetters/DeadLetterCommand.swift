@@ -68,7 +68,8 @@ struct DeadLetterCommand: AsyncParsableCommand {
             groups dead-lettered it; groups that had processed it skip the copy by its eventId, and a group whose
             handler had failed on it applies it now. An order cancelled meanwhile is not charged or reserved late.
             The replay group moves past a letter only once its copy is delivered, so a second replay sends only
-            letters that arrived since, and a replay that stopped midway sends the rest.
+            letters that arrived since, and a replay that stopped midway sends the rest. A letter goes back only to
+            the topic whose dead-letter topic holds it, and only if the headers its consumer added name that topic.
             """
         )
 
@@ -84,15 +85,22 @@ struct DeadLetterCommand: AsyncParsableCommand {
             var sources = Set<String>()
             var letters = 0
             var sent = 0
+            var refused = 0
             do {
                 // Each batch is sent and delivered before the replay group's offsets move past it: a replay that
                 // stops midway sends the rest next time, and never skips a letter it did not deliver.
                 try await TopicReader(configuration: configuration).forEachBatchToEnd(name, group: "emporium-dlq-replay") { batch in
                     letters += batch.count
-                    let originals = batch.filter { letter in
-                        sources.insert([DeadLetter.Header.sourceTopic, DeadLetter.Header.sourcePartition, DeadLetter.Header.sourceOffset]
-                            .map { DeadLetter.added($0, to: letter) ?? "" }.joined(separator: "/")).inserted
-                    }.compactMap(DeadLetter.original(of:))
+                    var originals: [OutgoingMessage] = []
+                    for letter in batch {
+                        guard let original = DeadLetter.original(of: letter) else {
+                            refused += 1
+                            continue
+                        }
+                        let source = [DeadLetter.Header.sourceTopic, DeadLetter.Header.sourcePartition, DeadLetter.Header.sourceOffset]
+                            .map { DeadLetter.added($0, to: letter) ?? "" }.joined(separator: "/")
+                        if sources.insert(source).inserted { originals.append(original) }
+                    }
                     for result in await producer.send(originals) { _ = try result.get() }
                     sent += originals.count
                 }
@@ -102,6 +110,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
             }
             await producer.close()
             print("replayed \(sent) message\(sent == 1 ? "" : "s") from \(letters) dead letter\(letters == 1 ? "" : "s") in \(name)")
+            if refused > 0 {
+                print("not replayed: \(refused) message\(refused == 1 ? "" : "s") in \(name) that no consumer of its topic dead-lettered"
+                      + " (no dlq-source-topic header of its own, or one naming another topic)")
+            }
         }
     }
 
