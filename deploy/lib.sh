@@ -21,6 +21,13 @@ ensure_dependencies() {
     command -v kcat >/dev/null 2>&1 || missing+=(kcat)
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+    if [ "${EMPORIUM_TEST_TOOLS:-0}" = 1 ]; then
+        # The tests' Python tools live in a virtual environment made with Debian's own Python (see below).
+        /usr/bin/python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3 python3-venv)
+        # The watchdog prints every thread's stack with gdb when the suite hangs.
+        command -v gdb >/dev/null 2>&1 || missing+=(gdb)
+    fi
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         $sudo apt-get update -qq
@@ -33,15 +40,28 @@ ensure_dependencies() {
             $sudo apt-get update -qq
             DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
         }
-        python3 -c "import schemathesis, prometheus_client" 2>/dev/null || {
-            log "installing schemathesis and prometheus-client from PyPI"
-            python3 -m pip install --quiet --disable-pip-version-check schemathesis==4.32.5 prometheus-client==0.26.0
-        }
+        ensure_test_python
     fi
     if ! command -v swift >/dev/null 2>&1; then
         echo "swift is not installed: Emporium needs Swift 6.1 or later on PATH" >&2
         exit 1
     fi
+}
+
+# The Python the tests run (schemathesis, prometheus-client, PyYAML, the SMTP sink): a virtual environment under
+# .build-python made with Debian's /usr/bin/python3, first on PATH from here on. A stock Debian refuses a
+# system-wide pip install ("externally managed"), and the suite must not depend on whichever Python is on PATH.
+ensure_test_python() {
+    local venv="$ROOT/.build-python"
+    [ -x "$venv/bin/python" ] || {
+        log "making a Python virtual environment in $venv"
+        /usr/bin/python3 -m venv "$venv"
+    }
+    "$venv/bin/python" -c "import schemathesis, prometheus_client, yaml" 2>/dev/null || {
+        log "installing schemathesis and prometheus-client from PyPI into $venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check schemathesis==4.32.5 prometheus-client==0.26.0
+    }
+    export PATH="$venv/bin:$PATH"
 }
 
 # Builds every product in the given configuration; a second run reuses what is built.
