@@ -66,6 +66,16 @@ public enum KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
         ].contains { $0.rawValue == code }
     }
 
+    /// Kafka refuses the message's topic itself (unknown, or not to be written by this client): every message for
+    /// it fails the same way until someone creates the topic or grants access, however often it is sent.
+    public var refusesTheTopic: Bool {
+        guard let code else { return false }
+        return [
+            RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC, RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION,
+            RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        ].contains { $0.rawValue == code }
+    }
+
     /// The client is unusable (for example an idempotent producer whose sequence broke) and must be recreated.
     public var isFatal: Bool {
         if case .fatal = self { return true }

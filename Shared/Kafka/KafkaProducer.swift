@@ -110,6 +110,18 @@ public final class KafkaProducer: Sendable {
 
     /// Waits up to `timeout` for every queued message to be delivered; returns false if some were not.
     @discardableResult
+    /// How many partitions `topic` has, as a broker's metadata says now; nil when the topic is unknown or no
+    /// broker answered within `timeout`. Blocks: call it off the Swift concurrency threads.
+    public func partitionCount(of topic: String, timeout: Duration = .seconds(5)) -> Int32? {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        guard rd_kafka_metadata(client.handle, 0, topics.handle(for: topic), &metadata, milliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR,
+              let metadata else { return nil }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt == 1, metadata.pointee.topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        return metadata.pointee.topics[0].partition_cnt
+    }
+
     public func flush(timeout: Duration = .seconds(10)) async -> Bool {
         let client = self.client
         let milliseconds = timeout.librdkafkaMilliseconds

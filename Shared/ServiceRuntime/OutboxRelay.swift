@@ -36,10 +36,15 @@ public final class OutboxRelay: Service {
     private let producer = Mutex<KafkaProducer?>(nil)
     /// From handing a batch to the producer until its last delivery report: what a hop waits on Kafka.
     private let deliveryLatency: Metrics.Timer
+    /// Lanes (a topic and a slot of its keys) whose rows wait while the others go on (`InFlightRows`).
+    private let heldLanes: Gauge
     /// How long a batch is waited for before the rows behind it are sent: far longer than a healthy broker takes.
     private let patience = Duration.milliseconds(100)
     /// Rows in flight at most, so that a broker away for long does not pull the whole outbox into memory.
     private var inFlightLimit: Int { batchSize * 10 }
+    /// Rows of one partition in flight at most: a quarter of the whole, so that a few partitions without a leader
+    /// cannot take all the room.
+    private var laneLimit: Int { max(1, inFlightLimit / 4) }
 
     public init(
         database: DatabasePool, databasePath: String, configuration: KafkaConfiguration, logger: Logger,
@@ -56,6 +61,7 @@ public final class OutboxRelay: Service {
         relayed = Counter(label: "emporium_outbox_relayed_total")
         parkedCounter = Counter(label: "emporium_outbox_parked_total")
         deliveryLatency = Metrics.Timer(label: "emporium_relay_delivery_duration_seconds")
+        heldLanes = Gauge(label: "emporium_relay_held_lanes")
     }
 
     /// Tells the relay that rows were written.
@@ -147,10 +153,11 @@ public final class OutboxRelay: Service {
     /// Publishes until stopped (false) or until the producer is unusable (true), blocking the calling thread.
     private func relay(through producer: KafkaProducer) -> Bool {
         var failures = 0
-        var inFlight = InFlightRows()
+        let lanes = Lanes(producer: producer)
+        var inFlight = InFlightRows(laneLimit: laneLimit, laneOf: lanes.lane(of:))
         while true {
             do {
-                if try publish(through: producer, inFlight: &inFlight) {
+                if try publish(through: producer, inFlight: &inFlight, lanes: lanes) {
                     failures = 0
                     continue
                 }
@@ -161,7 +168,7 @@ public final class OutboxRelay: Service {
                 return true
             } catch {
                 // Start again from the oldest row: rows still in flight may go out twice, and consumers drop the copy.
-                inFlight = InFlightRows()
+                inFlight = InFlightRows(laneLimit: laneLimit, laneOf: lanes.lane(of:))
                 failures += 1
                 let backoff = Duration.milliseconds(100) * min(1 << min(failures, 6), 50)
                 logger.error("publishing the outbox failed (attempt \(failures)); retrying in \(backoff): \(error)")
@@ -200,12 +207,15 @@ public final class OutboxRelay: Service {
     ///
     /// Usually a batch's reports are all in within milliseconds and it is settled at once. A batch that takes
     /// longer (its partition's broker is away) is not waited for: the rows behind it are sent, up to
-    /// `inFlightLimit`, so one partition's trouble holds back only that partition's keys.
-    private func publish(through producer: KafkaProducer, inFlight: inout InFlightRows) throws -> Bool {
+    /// `inFlightLimit` in all and `laneLimit` per lane, so one partition's trouble holds back only that
+    /// partition's keys, however long it lasts (`InFlightRows`).
+    private func publish(through producer: KafkaProducer, inFlight: inout InFlightRows, lanes: Lanes) throws -> Bool {
         var sent = false
         if inFlight.count < inFlightLimit {
-            let after = inFlight.lastSent
-            let rows = try database.read { db in try Outbox.oldest(batchSize, after: after, in: db) }
+            // Held lanes with room again first: their rows are older than any new row of theirs.
+            var rows = try resumeHeldLanes(&inFlight, lanes: lanes)
+            let after = inFlight.lastRead
+            rows += inFlight.admit(try database.read { db in try Outbox.oldest(batchSize, after: after, in: db) })
             if !rows.isEmpty {
                 // Nothing leaves before the transactions that wrote it are on disk: a power loss must not take back
                 // an event consumers have seen (a re-run could decide differently under the same event ID).
@@ -216,10 +226,30 @@ public final class OutboxRelay: Service {
                 sent = true
             }
         }
+        let held = inFlight.holds.count
         let settled = inFlight.settle()
         try record(settled)
+        for (lane, error) in settled.topicFailures {
+            logger.critical("Kafka refuses \(lane.topic): rows of \(lane) wait and are tried again later; the other topics go on: \(error)")
+        }
+        if inFlight.holds.count > held { logger.warning("\(inFlight.holds.count) outbox lanes held back; the others go on") }
+        heldLanes.record(inFlight.holds.count)
         if let passing = settled.passing { throw passing }
         return sent || !settled.isEmpty
+    }
+
+    /// Reads again, for each held lane that may go on, its rows from where it stopped, and returns those to send.
+    /// A lane's rows sit among other lanes' (mostly in flight), so at most `batchSize * 5` rows are scanned per
+    /// lane and call; the hold moves past what was scanned.
+    private func resumeHeldLanes(_ inFlight: inout InFlightRows, lanes: Lanes) throws -> [OutboxRow] {
+        var rows: [OutboxRow] = []
+        for (lane, from) in inFlight.resumable() {
+            let through = inFlight.lastRead
+            let scanned = try database.read { [batchSize] db in try Outbox.rows(from: from, through: through, limit: batchSize * 5, in: db) }
+            let end = scanned.count == batchSize * 5 ? scanned.last!.id! : through
+            rows += inFlight.resume(lane, rows: scanned.filter { lanes.lane(of: $0) == lane }, through: end)
+        }
+        return rows
     }
 
     /// Deletes the settled rows and parks the refused ones, in one transaction.
@@ -237,6 +267,31 @@ public final class OutboxRelay: Service {
             logger.critical("parked an outbox row Kafka cannot take: \(row.topic) key \(row.key.map { String(decoding: $0, as: UTF8.self) } ?? "none"): \(row.reason)")
         }
         if !settled.parked.isEmpty { parkedCounter.increment(by: settled.parked.count) }
+    }
+}
+
+/// The partition each row goes to, for counting rows in flight per partition (`InFlightRows`): the key's murmur2
+/// over the topic's partition count, as the producer places it. A topic's count is asked once per producer (and
+/// again after a minute while no broker could say), on the relay's own thread.
+final class Lanes {
+    private let producer: KafkaProducer
+    private var partitions: [String: (count: Int32?, askedAt: ContinuousClock.Instant)] = [:]
+
+    init(producer: KafkaProducer) {
+        self.producer = producer
+    }
+
+    func lane(of row: OutboxRow) -> InFlightRows.Lane {
+        InFlightRows.Lane(topic: row.topic, partition: row.key.flatMap { key in
+            partitionCount(of: row.topic).map { Murmur2.partition(for: Array(key), partitionCount: $0) }
+        } ?? -1)
+    }
+
+    private func partitionCount(of topic: String) -> Int32? {
+        if let known = partitions[topic], known.count != nil || ContinuousClock.now - known.askedAt < .seconds(60) { return known.count }
+        let count = producer.partitionCount(of: topic)
+        partitions[topic] = (count, .now)
+        return count
     }
 }
 

@@ -82,6 +82,38 @@ import Testing
         try expectPerKeyOrder(published)
     }
 
+    /// A partition without a leader for longer than it takes to fill the relay's whole in-flight window: its
+    /// rows wait, lane by lane, and every other partition's rows keep flowing; when the leader returns, the held
+    /// rows follow, each key in order, each event once.
+    @Test func aLongPartitionOutageHoldsOnlyItsOwnLanesWhateverTheirBacklog() async throws {
+        let fixture = try RuntimeFixture(partitions: 3)
+        for partition: Int32 in 0..<3 { try fixture.cluster.setLeader(of: Topic.orders.name, partition: partition, to: partition + 1) }
+        try fixture.cluster.setBrokerDown(2)
+        let database = try fixture.openDatabase()
+        // Twenty rows a batch: at most 200 in flight, 12 per lane.
+        let running = RunningRelay(database: database, path: fixture.databasePath, configuration: fixture.configuration, batchSize: 20)
+        let customer: @Sendable (Int) -> String = { n in "customer-\(n % 40)" }
+        let held = (0..<1_000).filter { Murmur2.partition(for: customer($0), partitionCount: 3) == 1 }.count
+        try #require(held > 200, "the outage must hold more rows than the relay's whole window: \(held)")
+        for start in stride(from: 0, to: 1_000, by: 100) {
+            try await database.write { db in
+                for n in start..<start + 100 {
+                    let event = DomainEvent.orderConfirmed(OrderConfirmed(orderId: "order-\(n)", customerId: customer(n), totalCents: n))
+                    try Outbox.append([event], cause: .request(traceparent: nil), source: "test-service", in: db)
+                }
+            }
+            running.relay.wake()
+        }
+        try await waitUntil(.seconds(60), "every row for partitions 0 and 2 published") { running.relay.deliveredCount == 1_000 - held }
+        try fixture.cluster.setBrokerUp(2)
+        try await waitUntil(.seconds(60), "the held rows published") { try await database.read(Outbox.pendingCount) == 0 }
+        try await running.stop()
+        let published = try await fixture.read(Topic.orders.name, count: 1_000)
+        #expect(published.count == 1_000)
+        #expect(Set(published.compactMap { $0.header(Wire.Header.eventId) }).count == 1_000)
+        try expectPerKeyOrder(published)
+    }
+
     @Test func onlyOneOfTwoInstancesSharingADatabaseRelaysAndTheOtherTakesOver() async throws {
         let fixture = try RuntimeFixture()
         let first = RunningRelay(database: try fixture.openDatabase(), path: fixture.databasePath, configuration: fixture.configuration)

@@ -116,8 +116,9 @@ struct RunningRelay {
     let group: ServiceGroup
     let task: Task<Void, Error>
 
-    init(database: DatabasePool, path: String, configuration: KafkaConfiguration) {
-        relay = OutboxRelay(database: database, databasePath: path, configuration: configuration, logger: Logger(label: "relay"))
+    init(database: DatabasePool, path: String, configuration: KafkaConfiguration, batchSize: Int = 1_000) {
+        relay = OutboxRelay(database: database, databasePath: path, configuration: configuration, logger: Logger(label: "relay"),
+                            batchSize: batchSize)
         let group = ServiceGroup(services: [relay], gracefulShutdownSignals: [], logger: Logger(label: "relay-group"))
         self.group = group
         task = Task { try await group.run() }
