@@ -10,6 +10,11 @@ let package = Package(
         .executable(name: "payment-service", targets: ["PaymentService"]),
         .executable(name: "inventory-service", targets: ["InventoryService"]),
         .executable(name: "notification-service", targets: ["NotificationService"]),
+        // Each replays its corpus as built here; built with libFuzzer, it fuzzes (docs/runtime.md, "Fuzzing").
+        .executable(name: "fuzz-envelope", targets: ["FuzzEnvelope"]),
+        .executable(name: "fuzz-headers", targets: ["FuzzHeaders"]),
+        .executable(name: "fuzz-order-request", targets: ["FuzzOrderRequest"]),
+        .executable(name: "fuzz-mail", targets: ["FuzzMail"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -63,10 +68,29 @@ let package = Package(
             name: "Catalogue",
             path: "Shared/Catalogue"
         ),
+        .target(
+            name: "OrderPlacement",
+            dependencies: ["Catalogue", "DomainEvents"],
+            path: "Services/OrderPlacement"
+        ),
+        .target(
+            name: "MailFormat",
+            path: "Services/MailFormat"
+        ),
+        .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
+        .target(
+            name: "FuzzSupport",
+            dependencies: ["CLibFuzzer"],
+            path: "Fuzz/Support"
+        ),
+        .executableTarget(name: "FuzzEnvelope", dependencies: ["DomainEvents", "FuzzSupport"], path: "Fuzz/Envelope"),
+        .executableTarget(name: "FuzzHeaders", dependencies: ["Kafka", "FuzzSupport"], path: "Fuzz/Headers"),
+        .executableTarget(name: "FuzzOrderRequest", dependencies: ["OrderPlacement", "Catalogue", "FuzzSupport"], path: "Fuzz/OrderRequest"),
+        .executableTarget(name: "FuzzMail", dependencies: ["MailFormat", "FuzzSupport"], path: "Fuzz/Mail"),
         .executableTarget(
             name: "OrderService",
             dependencies: [
-                "ServiceRuntime", "DomainEvents", "Catalogue", "Kafka",
+                "ServiceRuntime", "DomainEvents", "Catalogue", "Kafka", "OrderPlacement",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -102,7 +126,7 @@ let package = Package(
         .executableTarget(
             name: "NotificationService",
             dependencies: [
-                "ServiceRuntime", "DomainEvents", "Catalogue", "Kafka",
+                "ServiceRuntime", "DomainEvents", "Catalogue", "Kafka", "MailFormat",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -151,7 +175,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NotificationServiceTests",
-            dependencies: ["NotificationService"],
+            dependencies: ["NotificationService", "MailFormat", "TestSupport"],
             path: "Tests/NotificationServiceTests"
         ),
         .testTarget(

@@ -4,6 +4,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 EMPORIUM_TEST_TOOLS=1 ensure_dependencies
 build debug
 export EMPORIUM_BIN_DIR="$BIN_DIR"
+# A minute of fuzzing: the envelope reader, stored headers, order requests and email text (deploy/fuzz.sh).
+bash "$ROOT/deploy/fuzz.sh" 15
 log "running the tests"
 cd "$ROOT"
 # Serially: the integration tests each run a whole shop, which is all two cores can take at once. Line by line,

@@ -100,5 +100,9 @@ enum InventorySchema {
                 table.primaryKey("orderId", .text)
             }
         }
+        // When each order was remembered as ended, so that it can be forgotten with the inbox (`RetentionRule`).
+        migrator.registerMigration("inventory-3-ended-at") { db in
+            try RetentionRule.addTimestamp("endedAt", to: "endedOrder", key: "orderId", in: db)
+        }
     }
 }

@@ -20,7 +20,8 @@ struct InventoryService: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try runtime.resolve(service: "inventory-service", defaultPort: 8082)
-        let host = ServiceHost(settings: settings, handler: InventoryHandler(catalogue: .standard), topics: [.orders], migrations: InventorySchema.migrate)
+        let host = ServiceHost(settings: settings, handler: InventoryHandler(catalogue: .standard), topics: [.orders], migrations: InventorySchema.migrate,
+                               retention: [.endedOrders])
         try await host.run { context in
             let (database, relay) = (context.database, context.relay)
             let router = makeServiceRouter(context: context, apiPaths: ["/products", "/products/{id}", "/products/{id}/restock"])

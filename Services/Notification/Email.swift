@@ -1,6 +1,7 @@
 import DomainEvents
 import Foundation
 import GRDB
+import MailFormat
 import ServiceRuntime
 
 /// One email per order outcome. Its notification ID and Message-ID derive from the order and the outcome, so a
@@ -25,24 +26,9 @@ struct Email: Codable, FetchableRecord, PersistableRecord, ListedColumns {
         self.kind = kind
         notificationId = "ntf-" + EventID.uuid5(name: "notification/\(orderId)/\(kind.rawValue)")
         messageId = "<\(orderId).\(kind.rawValue)@emporium.example>"
-        self.subject = Self.headerText(subject)
-        self.body = Self.bodyText(body)
+        self.subject = MailText.header(subject)
+        self.body = MailText.body(body)
         createdAt = Timestamp.now()
-    }
-
-    /// Text for a header line: every control character (CR and LF among them, which would start a new header or
-    /// the body) becomes a space. Subjects quote order IDs and reasons that came from a topic.
-    static func headerText(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
-    }
-
-    /// Text for the body: line ends of any kind become LF (the SMTP client sends each as CRLF), and every other
-    /// control character but a tab becomes a space.
-    static func bodyText(_ text: String) -> String {
-        let lines = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-        return String(String.UnicodeScalarView(lines.unicodeScalars.map { scalar in
-            scalar == "\n" || scalar == "\t" || scalar.properties.generalCategory != .control ? scalar : " "
-        }))
     }
 
     static let columns = [
@@ -75,6 +61,10 @@ struct Email: Codable, FetchableRecord, PersistableRecord, ListedColumns {
         failedAt = try row.decode(forColumn: "failedAt")
         failureReason = try row.decode(forColumn: "failureReason")
     }
+
+    /// A delivered or failed email is forgotten with the inbox: only a redelivered outcome would look for it.
+    static let retention = RetentionRule(
+        table: databaseTableName, key: "orderId", condition: "createdAt < :cutoff AND (writtenAt IS NOT NULL OR failedAt IS NOT NULL)")
 
     static let sender = "orders@emporium.example"
     var recipient: String { "\(customerId)@customers.emporium.example" }
@@ -136,6 +126,15 @@ struct Email: Codable, FetchableRecord, PersistableRecord, ListedColumns {
             try db.alter(table: "email") { table in
                 table.add(column: "failedAt", .text)
                 table.add(column: "failureReason", .text)
+            }
+        }
+        // An email the relay turned away for now waits here, out of the way of the ones behind it (`MailWriter`).
+        migrator.registerMigration("notification-3-retries") { db in
+            try db.create(table: "emailRetry") { table in
+                table.primaryKey("orderId", .text)
+                table.column("attempts", .integer).notNull()
+                table.column("retryAt", .text).notNull()
+                table.column("lastReason", .text).notNull()
             }
         }
     }

@@ -29,7 +29,8 @@ struct NotificationService: AsyncParsableCommand {
             }
             return client
         }
-        let host = ServiceHost(settings: settings, handler: NotificationHandler(), topics: [.orders], migrations: Email.migrate)
+        let host = ServiceHost(settings: settings, handler: NotificationHandler(), topics: [.orders], migrations: Email.migrate,
+                               retention: [Email.retention])
         try await host.run { context in
             let router = makeServiceRouter(context: context, apiPaths: ["/notifications/{orderId}"])
             router.get("/notifications/{orderId}") { _, request in

@@ -1,11 +1,15 @@
 import Foundation
 import Glibc
+import MailFormat
 
 /// Just enough SMTP (RFC 5321) to hand one message to a relay: EHLO, MAIL, RCPT, DATA, QUIT, no TLS or
 /// authentication, for a local relay or a test sink. Blocking: call it off the Swift concurrency threads.
-struct SMTPClient {
+struct SMTPClient: Sendable {
     let host: String
     let port: UInt16
+    /// How long connecting, and then each send and each reply, may take: a relay that drops packets must not hold
+    /// the mail writer (or a SIGTERM waiting for it) for the kernel's two minutes.
+    var timeout: Duration = .seconds(5)
 
     /// `smtp://host:port`; the port defaults to 25.
     init?(url: String) {
@@ -16,31 +20,29 @@ struct SMTPClient {
     }
 
     func send(from sender: String, to recipient: String, message: String) throws {
-        let connection = try Connection(host: host, port: port)
+        let connection = try Connection(host: host, port: port, timeout: timeout)
         defer { connection.close() }
         try connection.expect(220)
         try connection.command("EHLO emporium.local", expect: 250)
-        try connection.command("MAIL FROM:<\(sender)>", expect: 250)
-        try connection.command("RCPT TO:<\(recipient)>", expect: 250)
-        try connection.command("DATA", expect: 354)
-        try connection.command(Self.dataSection(message) + ".", expect: 250)
+        // From here on a refusal is about this message (its sender, recipient or content), not the relay.
+        do {
+            try connection.command("MAIL FROM:<\(sender)>", expect: 250)
+            try connection.command("RCPT TO:<\(recipient)>", expect: 250)
+            try connection.command("DATA", expect: 354)
+            try connection.command(MailText.dataSection(message) + ".", expect: 250)
+        } catch var failure as Failure where failure.code != nil {
+            failure.concernsMessage = true
+            throw failure
+        }
         try? connection.command("QUIT", expect: 221)
-    }
-
-    /// The message as DATA carries it (RFC 5321, 4.5.2): every line end, bare LF and bare CR included, made CRLF,
-    /// so that no relay, strict or lenient, can see the end of the data (a line of one ".") before the real one;
-    /// a line that starts with "." gets another; and a CRLF at the end.
-    static func dataSection(_ message: String) -> String {
-        let lines = message.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-            .split(separator: "\n", omittingEmptySubsequences: false)
-        let ended = lines.last == "" ? lines.dropLast() : lines[...]
-        return ended.map { $0.hasPrefix(".") ? "." + $0 : String($0) }.map { $0 + "\r\n" }.joined()
     }
 
     struct Failure: Error, CustomStringConvertible {
         let description: String
         /// The server's reply code, when it answered with the wrong one.
         var code: Int? = nil
+        /// The relay answered about this message (MAIL, RCPT or DATA), so other messages may still go through.
+        var concernsMessage = false
 
         /// A 5xx reply: the server will never take this message, so sending it again is pointless.
         var isPermanent: Bool { code.map { (500..<600).contains($0) } ?? false }
@@ -50,7 +52,7 @@ struct SMTPClient {
         private let socket: Int32
         private var buffer: [UInt8] = []
 
-        init(host: String, port: UInt16) throws {
+        init(host: String, port: UInt16, timeout: Duration) throws {
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
             var results: UnsafeMutablePointer<addrinfo>?
@@ -60,13 +62,31 @@ struct SMTPClient {
             defer { freeaddrinfo(results) }
             socket = Glibc.socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
             guard socket >= 0 else { throw Failure(description: "cannot open a socket: \(String(cString: strerror(errno)))") }
-            var timeout = timeval(tv_sec: 10, tv_usec: 0)
-            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            guard connect(socket, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 else {
-                let reason = String(cString: strerror(errno))
+            var limit = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
+            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            if let reason = Self.connect(socket, to: address.pointee, within: timeout) {
                 Glibc.close(socket)
                 throw Failure(description: "cannot connect to SMTP \(host):\(port): \(reason)")
             }
+        }
+
+        /// `connect` with an end: non-blocking, then waiting for the socket to become writable. Returns why it
+        /// failed, or nil once connected (and blocking again, for the reads and writes with their own timeouts).
+        private static func connect(_ socket: Int32, to address: addrinfo, within timeout: Duration) -> String? {
+            let flags = fcntl(socket, F_GETFL)
+            _ = fcntl(socket, F_SETFL, flags | O_NONBLOCK)
+            defer { _ = fcntl(socket, F_SETFL, flags) }
+            if Glibc.connect(socket, address.ai_addr, address.ai_addrlen) == 0 { return nil }
+            guard errno == EINPROGRESS else { return String(cString: strerror(errno)) }
+            var descriptor = pollfd(fd: socket, events: Int16(POLLOUT), revents: 0)
+            let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            let ready = poll(&descriptor, 1, milliseconds)
+            guard ready > 0 else { return ready == 0 ? "no answer within \(timeout)" : String(cString: strerror(errno)) }
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(socket, SOL_SOCKET, SO_ERROR, &error, &length)
+            return error == 0 ? nil : String(cString: strerror(error))
         }
 
         func command(_ line: String, expect code: Int) throws {

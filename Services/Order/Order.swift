@@ -117,6 +117,11 @@ struct OrderLineRow: Codable, FetchableRecord, PersistableRecord, ListedColumns 
 /// Every event that touched an order, in the order order-service saw them.
 struct TimelineEntry: Codable, FetchableRecord, PersistableRecord, ListedColumns {
     static let databaseTableName = "timelineEntry"
+
+    /// An ended order's timeline is forgotten with the inbox; the order itself (its status, lines, reason) stays.
+    static let retention = RetentionRule(table: databaseTableName, key: "id", condition: """
+        occurredAt < :cutoff AND EXISTS (SELECT 1 FROM customerOrder WHERE customerOrder.orderId = timelineEntry.orderId AND status != 'pending')
+        """)
     var orderId: String
     var eventId: String
     var type: String

@@ -3,12 +3,11 @@ import DomainEvents
 import Foundation
 import GRDB
 import Hummingbird
+import OrderPlacement
 import ServiceRuntime
 
 /// `POST /orders`, `GET /orders/{id}`, `GET /orders?customerId=`: decode, call one domain function, encode.
 struct OrderAPI {
-    static let maximumLines = 50
-    static let quantities = 1...100
 
     let context: ServiceContext
     let catalogue: Catalogue
@@ -24,25 +23,34 @@ struct OrderAPI {
             return JSONResponse.make(.ok, view)
         }
         router.get("/orders") { request, _ in
-            guard let customerId = request.uri.queryParameters.get("customerId"), !customerId.isEmpty else {
+            let query = request.uri.queryParameters
+            guard let customerId = query.get("customerId"), !customerId.isEmpty else {
                 return JSONResponse.error(.badRequest, "give the customer: GET /orders?customerId=<id>", field: "customerId")
             }
-            let views = try await context.database.read { db in
-                try Order.filter(Column("customerId") == customerId).order(Column("createdAt")).fetchAll(db)
-                    .compactMap { try OrderView.load($0.orderId, in: db, withTimeline: false) }
+            var limit = 50
+            if let text = query.get("limit") {
+                guard let value = Int(text), (1...500).contains(value) else {
+                    return JSONResponse.error(.badRequest, "limit must be a whole number from 1 to 500", field: "limit")
+                }
+                limit = value
             }
-            return JSONResponse.make(.ok, views)
+            let after = query.get("after")
+            let page = try await context.database.read { [limit] db in
+                try OrderView.page(of: customerId, after: after, limit: limit, in: db)
+            }
+            guard let page else {
+                return JSONResponse.error(.badRequest, "no order '\(after ?? "")' of customer '\(customerId)' to page after", field: "after")
+            }
+            var headers: HTTPFields = [:]
+            if page.count == limit, let last = page.last {
+                var next = URLComponents()
+                next.path = "/orders"
+                next.queryItems = [.init(name: "customerId", value: customerId), .init(name: "after", value: last.orderId),
+                                   .init(name: "limit", value: String(limit))]
+                headers[.init("Link")!] = "<\(next.string ?? "")>; rel=\"next\""
+            }
+            return JSONResponse.make(.ok, page, headers: headers)
         }
-    }
-
-    struct PlaceOrder: Decodable {
-        struct Line: Decodable {
-            let productId: String
-            let quantity: Int
-        }
-
-        let customerId: String
-        let lines: [Line]
     }
 
     private func place(_ request: Request) async throws -> Response {
@@ -77,27 +85,7 @@ struct OrderAPI {
     }
 
     private func validate(_ body: PlaceOrder) -> Response? {
-        let customer = body.customerId
-        // ASCII only, as docs/openapi.yaml says: the ID travels in events, whose IDs the contract limits to ASCII.
-        guard (1...64).contains(customer.utf8.count), ContractValues.isIdentifier(customer), !customer.contains(":") else {
-            return JSONResponse.error(.unprocessableContent, "customerId must be 1 to 64 letters, digits, '-', '_' or '.'", field: "customerId")
-        }
-        guard (1...Self.maximumLines).contains(body.lines.count) else {
-            return JSONResponse.error(.unprocessableContent, "an order has 1 to \(Self.maximumLines) lines", field: "lines")
-        }
-        var seen = Set<String>()
-        for (index, line) in body.lines.enumerated() {
-            guard catalogue.product(line.productId) != nil else {
-                return JSONResponse.error(.unprocessableContent, "unknown product '\(line.productId)'", field: "lines[\(index)].productId")
-            }
-            guard Self.quantities.contains(line.quantity) else {
-                return JSONResponse.error(.unprocessableContent, "quantity must be between 1 and 100", field: "lines[\(index)].quantity")
-            }
-            guard seen.insert(line.productId).inserted else {
-                return JSONResponse.error(.unprocessableContent, "one line per product: '\(line.productId)' appears twice", field: "lines[\(index)].productId")
-            }
-        }
-        return nil
+        body.problem(in: catalogue).map { JSONResponse.error(.unprocessableContent, $0.message, field: $0.field) }
     }
 
     /// Writes the order and its `OrderPlaced` in one transaction; a known Idempotency-Key returns its order.
@@ -151,6 +139,26 @@ struct OrderView: Codable {
         return OrderView(order, lines: lines, timeline: timeline)
     }
 
+    /// One page of a customer's orders, oldest first, after the order `after` (nil if that is not one of theirs):
+    /// two queries, whatever the page's size, the second reading every line of the page at once.
+    static func page(of customerId: String, after: String?, limit: Int, in db: Database) throws -> [OrderView]? {
+        var start: (createdAt: String, orderId: String) = ("", "")
+        if let after {
+            guard let row = try Row.fetchOne(db, sql: "SELECT createdAt, orderId FROM customerOrder WHERE orderId = ? AND customerId = ?",
+                                             arguments: [after, customerId]) else { return nil }
+            start = (row["createdAt"], row["orderId"])
+        }
+        let orders = try Order.fetchAll(db, sql: """
+            SELECT * FROM customerOrder WHERE customerId = ? AND (createdAt, orderId) > (?, ?)
+            ORDER BY createdAt, orderId LIMIT ?
+            """, arguments: [customerId, start.createdAt, start.orderId, limit])
+        var lines: [String: [OrderLine]] = [:]
+        for row in try OrderLineRow.filter(orders.map(\.orderId).contains(Column("orderId"))).fetchAll(db) {
+            lines[row.orderId, default: []].append(OrderLine(productId: row.productId, quantity: row.quantity, unitPriceCents: row.unitPriceCents))
+        }
+        return orders.map { OrderView($0, lines: lines[$0.orderId] ?? [], timeline: nil) }
+    }
+
     init(_ order: Order, lines: [OrderLine], timeline: [TimelineEntry]?) {
         orderId = order.orderId
         customerId = order.customerId
@@ -172,7 +180,7 @@ struct OrderView: Codable {
     }
 
     /// Whether a retried request asks for this very order.
-    func matches(_ request: OrderAPI.PlaceOrder) -> Bool {
+    func matches(_ request: PlaceOrder) -> Bool {
         customerId == request.customerId
             && Set(lines.map { "\($0.productId)×\($0.quantity)" }) == Set(request.lines.map { "\($0.productId)×\($0.quantity)" })
     }

@@ -28,7 +28,7 @@ struct OrderService: AsyncParsableCommand {
         if rebuild { return try await rebuildFromLog(settings) }
         let host = ServiceHost(settings: settings, handler: OrderHandler(), topics: Self.consumedTopics,
                                // An accepted order exists only in this database until its OrderPlaced is relayed.
-                               durability: .durable, migrations: OrderSchema.migrate)
+                               durability: .durable, migrations: OrderSchema.migrate, retention: [TimelineEntry.retention])
         try await host.run { context in
             let router = makeServiceRouter(context: context, apiPaths: ["/orders", "/orders/{id}"])
             OrderAPI(context: context, catalogue: .standard, source: settings.service).register(on: router)

@@ -108,5 +108,9 @@ enum PaymentSchema {
                 table.primaryKey("orderId", .text)
             }
         }
+        // When each order was remembered as ended, so that it can be forgotten with the inbox (`RetentionRule`).
+        migrator.registerMigration("payment-4-ended-at") { db in
+            try RetentionRule.addTimestamp("endedAt", to: "endedOrder", key: "orderId", in: db)
+        }
     }
 }

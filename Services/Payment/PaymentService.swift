@@ -15,7 +15,8 @@ struct PaymentService: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try runtime.resolve(service: "payment-service", defaultPort: 8081)
-        let host = ServiceHost(settings: settings, handler: PaymentHandler(credit: .standard), topics: [.orders], migrations: PaymentSchema.migrate)
+        let host = ServiceHost(settings: settings, handler: PaymentHandler(credit: .standard), topics: [.orders], migrations: PaymentSchema.migrate,
+                               retention: [.endedOrders])
         try await host.run { context in
             let database = context.database
             let router = makeServiceRouter(context: context, apiPaths: ["/customers/{id}/credit"])

@@ -180,13 +180,6 @@ public final class MemberRecords: Sendable {
     }
 }
 
-/// Runs blocking work (the network, `flock`) on a thread of its own rather than one of the cooperative pool's.
-func onSpareThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(returning: work()) }
-    }
-}
-
 struct MemberRecordError: Error, CustomStringConvertible {
     let path: String
     let reason = String(cString: strerror(errno))

@@ -29,6 +29,9 @@ public struct RuntimeOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical (default: $LOG_LEVEL, else info).")
     var logLevel: String?
 
+    @Option(help: "Hours to remember processed events and ended work before pruning them; keep it above the consumed topics' and dead-letter topics' retention (default: $RETENTION_HOURS, else 168).")
+    var retentionHours: Double?
+
     public init() {}
 
     /// Resolves flags over the environment over defaults; a missing or wrong setting fails naming it.
@@ -46,6 +49,11 @@ public struct RuntimeOptions: ParsableArguments {
             throw SettingError(name: logLevel != nil ? "--log-level" : "LOG_LEVEL", value: levelText, expected: "trace, debug, info, notice, warning, error or critical")
         }
         let instance = instanceId ?? environment["INSTANCE_ID"] ?? "\(service)-\(getpid())"
+        let retentionText = retentionHours.map { String($0) } ?? environment["RETENTION_HOURS"] ?? "168"
+        guard let hours = Double(retentionText), hours.isFinite, hours > 0, hours <= 1_000_000 else {
+            throw SettingError(name: retentionHours != nil ? "--retention-hours" : "RETENTION_HOURS", value: retentionText,
+                               expected: "a number of hours above 0")
+        }
         var kafka = try KafkaConfiguration.resolve(
             bootstrapServers: bootstrapServers, overrides: kafkaProperties, environment: environment, varDirectory: varDirectory)
         if kafka.properties["client.id"] == nil { kafka.properties["client.id"] = instance }
@@ -57,7 +65,8 @@ public struct RuntimeOptions: ParsableArguments {
             instanceID: instance,
             port: portValue,
             logLevel: level,
-            kafka: kafka)
+            kafka: kafka,
+            retention: .milliseconds(Int64(hours * 3_600_000)))
     }
 }
 
@@ -71,11 +80,14 @@ public struct RuntimeSettings: Sendable {
     public var port: Int
     public var logLevel: Logger.Level
     public var kafka: KafkaConfiguration
+    /// How long processed events and ended work are remembered (`Pruner`).
+    public var retention: Duration
 
     public init(
         service: String, varDirectory: String, databasePath: String, group: String, instanceID: String, port: Int,
-        logLevel: Logger.Level, kafka: KafkaConfiguration
+        logLevel: Logger.Level, kafka: KafkaConfiguration, retention: Duration = .seconds(168 * 3600)
     ) {
+        self.retention = retention
         self.service = service
         self.varDirectory = varDirectory
         self.databasePath = databasePath

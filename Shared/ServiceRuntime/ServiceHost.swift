@@ -14,11 +14,14 @@ public struct ServiceHost<Handler: EventHandler> {
     public let topics: [Topic]
     public let durability: ServiceDatabase.Durability
     public let migrations: @Sendable (inout DatabaseMigrator) -> Void
+    /// What the service forgets of its own tables, beside the runtime's (`RetentionRule.runtime`).
+    public let retention: [RetentionRule]
 
     public init(
         settings: RuntimeSettings, handler: Handler, topics: [Topic], durability: ServiceDatabase.Durability = .replayable,
-        migrations: @escaping @Sendable (inout DatabaseMigrator) -> Void = { _ in }
+        migrations: @escaping @Sendable (inout DatabaseMigrator) -> Void = { _ in }, retention: [RetentionRule] = []
     ) {
+        self.retention = retention
         self.settings = settings
         self.handler = handler
         self.topics = topics
@@ -49,8 +52,9 @@ public struct ServiceHost<Handler: EventHandler> {
             database: database, configuration: settings.kafka, topics: topics, relay: relay, batchApplied: batchApplied, logger: logger)
         let context = ServiceContext(
             settings: settings, database: database, relay: relay, consumer: consumer.status, batchApplied: batchApplied, logger: logger)
+        let pruner = Pruner(database: database, rules: RetentionRule.runtime + retention, retention: settings.retention, logger: logger)
         let group = ServiceGroup(
-            services: [relay, consumer] + (try services(context)),
+            services: [relay, consumer, pruner] + (try services(context)),
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         logger.info("\(settings.service) starting", metadata: [

@@ -25,12 +25,8 @@ public enum Wire {
         return OutgoingMessage(topic: envelope.topic.name, key: envelope.key, value: try encode(envelope), headers: headers)
     }
 
-    /// Shared: it is thread-safe, and making one per event shows in profiles. It reads what `PlainEnvelopeReader`
-    /// leaves to it.
-    private static let decoder = JSONDecoder()
-
     public static func encode(_ envelope: Envelope) throws -> [UInt8] {
-        PlainEnvelopeWriter.bytes(of: envelope)
+        EnvelopeJSON.encode(envelope)
     }
 
     /// The size docs/contract.md limits: key, value and headers.
@@ -55,17 +51,7 @@ public enum Wire {
         let bytes = size(of: message)
         guard bytes <= maximumMessageBytes else { throw .oversized(bytes: bytes, limit: maximumMessageBytes) }
         let (type, version) = try route(message)
-        let envelope: Envelope
-        do {
-            envelope = try message.value.withUnsafeBytes(PlainEnvelopeReader.envelope(from:))
-                ?? decoder.decode(Envelope.self, from: Data(message.value))
-        } catch let error as EventDecodingError {
-            throw error
-        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
-            throw .invalidJSON(context.underlyingError.map { "\($0)" } ?? context.debugDescription)
-        } catch {
-            throw .contractViolation(describe(error))
-        }
+        let envelope = try EnvelopeJSON.decode(message.value)
         try check(envelope, against: message, type: type, version: version)
         if checkingValues, let violation = envelope.event.valueViolation { throw .contractViolation(violation) }
         return envelope
@@ -102,19 +88,4 @@ public enum Wire {
         }
     }
 
-    private static func describe(_ error: Error) -> String {
-        guard let error = error as? DecodingError else { return "\(error)" }
-        switch error {
-        case .keyNotFound(let key, let context):
-            return "missing field \(path(context.codingPath + [key]))"
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-            return "invalid field \(path(context.codingPath)): \(context.debugDescription)"
-        @unknown default:
-            return "\(error)"
-        }
-    }
-
-    private static func path(_ keys: [CodingKey]) -> String {
-        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
-    }
 }

@@ -213,6 +213,23 @@ import Testing
         #expect(restocked.code == 200 && restocked.body["available"] as? Int == before + 25)
         #expect(try post("\(inventory)/products/product-1/restock", "{\"quantity\":0}").code == 422)
         #expect(try post("\(inventory)/products/nothing/restock", "{\"quantity\":1}").code == 404)
+
+        // A customer's orders come a page at a time, each page pointing at the next.
+        for _ in 0..<4 { #expect(try post("\(shop.orderURL)/orders", body.replacingOccurrences(of: "customer-7", with: "customer-8")).code == 202) }
+        var seen: [String] = []
+        var next: String? = "/orders?customerId=customer-8&limit=3"
+        var pages = 0
+        while let path = next, pages < 5 {
+            let page = try curl(["-s", "-D", "-", "\(shop.orderURL)\(path)"]).output
+            let (head, text) = (page.components(separatedBy: "\r\n\r\n")[0], page.components(separatedBy: "\r\n\r\n").dropFirst().joined())
+            let orders = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
+            seen += orders.compactMap { $0["orderId"] as? String }
+            next = head.firstMatch(of: /(?i)link: <([^>]+)>; rel="next"/).map { String($0.1) }
+            pages += 1
+        }
+        #expect(pages == 2 && seen.count == 4 && Set(seen).count == 4, "\(pages) pages, \(seen)")
+        #expect(try get("\(shop.orderURL)/orders?customerId=customer-8&limit=0").code == 400)
+        #expect(try get("\(shop.orderURL)/orders?customerId=customer-8&after=ord-none").code == 400)
         try expectCleanAudit(shop)
         shop.stop()
     }
@@ -344,8 +361,9 @@ import Testing
     }
 
     /// Two notification-service instances share one database and one SMTP relay that refuses one customer's
-    /// mailbox for good and turns the first messages away for now: each email is sent once, the refused ones are
-    /// recorded as failed with the relay's reply, and the rest go on.
+    /// mailbox for good, defers another's every time and turns the first messages away for now: each email is sent
+    /// once, the refused ones are recorded as failed with the relay's reply, the deferred ones are parked after
+    /// their tries, and the rest go on without waiting for them.
     @Test func twoNotificationInstancesAndAFlakyRelaySendEachEmailOnceAndRecordRefusals() async throws {
         let sink = try temporaryDirectory("smtp")
         defer { try? FileManager.default.removeItem(at: sink) }
@@ -353,7 +371,7 @@ import Testing
             .appendingPathComponent("Support/smtp_sink.py")
         let port = try freePorts(1)[0]
         let server = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"),
-                                      ["python3", script.path, String(port), sink.path, "--refuse", "customer-2@", "--fail-first", "3"],
+                                      ["python3", script.path, String(port), sink.path, "--refuse", "customer-2@", "--defer", "customer-4@", "--fail-first", "3"],
                                       log: sink.appendingPathComponent("server.log"))
         defer { server.stop(signal: SIGKILL) }
         try await waitUntil(.seconds(10), "the SMTP sink") { server.output.contains("ready") }
@@ -371,7 +389,11 @@ import Testing
              try Row.fetchAll(db, sql: "SELECT customerId, failureReason FROM email WHERE failedAt IS NOT NULL"))
         }
         #expect(delivered.count + refused.count == 30)
-        #expect(!refused.isEmpty && refused.allSatisfy { ($0["customerId"] as String) == "customer-2" && ($0["failureReason"] as String).contains("550") })
+        let refusedFor = { (customer: String) in refused.filter { ($0["customerId"] as String) == customer }.map { $0["failureReason"] as String } }
+        #expect(!refusedFor("customer-2").isEmpty && refusedFor("customer-2").allSatisfy { $0.contains("550") })
+        #expect(!refusedFor("customer-4").isEmpty && refusedFor("customer-4").allSatisfy { $0.contains("parked after 5 tries") && $0.contains("450") })
+        #expect(refusedFor("customer-2").count + refusedFor("customer-4").count == refused.count)
+        #expect(Shop.services.allSatisfy { service in shop.instances(of: service).allSatisfy(\.isRunning) })
         let mailed = try FileManager.default.contentsOfDirectory(atPath: sink.path).filter { $0.hasSuffix(".eml") }
         let received = try mailed.map { name in
             try String(contentsOf: sink.appendingPathComponent(name), encoding: .utf8).split(separator: "\r\n")

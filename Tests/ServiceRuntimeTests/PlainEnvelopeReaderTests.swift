@@ -1,5 +1,5 @@
 import Catalogue
-import DomainEvents
+@testable import DomainEvents
 import Foundation
 import Kafka
 @testable import ServiceRuntime

@@ -1,4 +1,4 @@
-import DomainEvents
+@testable import DomainEvents
 import Foundation
 @testable import ServiceRuntime
 import Testing

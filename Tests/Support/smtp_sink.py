@@ -1,7 +1,8 @@
 """A minimal SMTP server for Emporium's tests: accepts messages and writes each to a directory.
 
-Usage: smtp_sink.py PORT DIRECTORY [--refuse TEXT] [--fail-first N]
+Usage: smtp_sink.py PORT DIRECTORY [--refuse TEXT] [--defer TEXT] [--fail-first N]
   --refuse TEXT    answer 550 (refused for good) to any recipient containing TEXT
+  --defer TEXT     answer 450 (try again later), every time, to any recipient containing TEXT
   --fail-first N   answer 451 (try again later) to the first N messages' DATA, then accept
 Prints "ready" once it listens on 127.0.0.1:PORT.
 """
@@ -27,8 +28,13 @@ class Session(socketserver.StreamRequestHandler):
                 self.reply("250-emporium-test-sink")
                 self.reply("250 8BITMIME")
             elif upper.startswith("RCPT TO"):
-                refuse = self.server.options.refuse
-                self.reply("550 no such mailbox" if refuse and refuse in command else "250 OK")
+                refuse, defer = self.server.options.refuse, self.server.options.defer
+                if refuse and refuse in command:
+                    self.reply("550 no such mailbox")
+                elif defer and defer in command:
+                    self.reply("450 mailbox busy, try again later")
+                else:
+                    self.reply("250 OK")
             elif upper.startswith("MAIL FROM"):
                 self.reply("250 OK")
             elif upper == "DATA":
@@ -65,6 +71,7 @@ if __name__ == "__main__":
     parser.add_argument("port", type=int)
     parser.add_argument("directory")
     parser.add_argument("--refuse")
+    parser.add_argument("--defer")
     parser.add_argument("--fail-first", type=int, default=0)
     options = parser.parse_args()
     os.makedirs(options.directory, exist_ok=True)

@@ -70,17 +70,24 @@ struct DeadLetterCommand: AsyncParsableCommand {
             The replay group moves past a letter only once its copy is delivered, so a second replay sends only
             letters that arrived since, and a replay that stopped midway sends the rest. A letter goes back only to
             the topic whose dead-letter topic holds it, and only if the headers its consumer added name that topic.
+            A letter older than the services' retention is not sent: groups that had processed its event may have
+            forgotten it since, and would apply it again.
             """
         )
 
         @Argument(help: "The source topic (orders, payments, inventory, notifications) or its .dlq topic.")
         var topic: String
 
+        @Option(help: "The services' --retention-hours: older letters are not replayed.")
+        var retentionHours: Double = 168
+
         @OptionGroup var kafka: KafkaOptions
 
         func run() async throws {
             let configuration = try kafka.resolve()
             let name = try DeadLetterCommand.deadLetterTopic(topic)
+            let oldest = Timestamp.format(Date().addingTimeInterval(-retentionHours * 3600))
+            var tooOld = 0
             let producer = try KafkaProducer(configuration: configuration)
             var sources = Set<String>()
             var letters = 0
@@ -97,6 +104,14 @@ struct DeadLetterCommand: AsyncParsableCommand {
                             refused += 1
                             continue
                         }
+                        guard let failedAt = DeadLetter.added(DeadLetter.Header.failedAt, to: letter), Timestamp.isValid(failedAt) else {
+                            refused += 1
+                            continue
+                        }
+                        guard failedAt >= oldest else {
+                            tooOld += 1
+                            continue
+                        }
                         let source = [DeadLetter.Header.sourceTopic, DeadLetter.Header.sourcePartition, DeadLetter.Header.sourceOffset]
                             .map { DeadLetter.added($0, to: letter) ?? "" }.joined(separator: "/")
                         if sources.insert(source).inserted { originals.append(original) }
@@ -110,9 +125,12 @@ struct DeadLetterCommand: AsyncParsableCommand {
             }
             await producer.close()
             print("replayed \(sent) message\(sent == 1 ? "" : "s") from \(letters) dead letter\(letters == 1 ? "" : "s") in \(name)")
+            if tooOld > 0 {
+                print("not replayed: \(tooOld) letter\(tooOld == 1 ? "" : "s") dead-lettered more than \(retentionHours) hours ago, past the services' retention")
+            }
             if refused > 0 {
                 print("not replayed: \(refused) message\(refused == 1 ? "" : "s") in \(name) that no consumer of its topic dead-lettered"
-                      + " (no dlq-source-topic header of its own, or one naming another topic)")
+                      + " (no dlq-source-topic or dlq-failed-at header of its own, or a source naming another topic)")
             }
         }
     }

@@ -1,5 +1,3 @@
-import DomainEvents
-
 /// Reads an envelope the way Emporium's writers write one, without `Codable`. Every consumed event went through
 /// `JSONDecoder`, at 8–15 µs an envelope on this machine (this reader takes 2–3 µs); with the encoding, that was
 /// a tenth of the shop's CPU.

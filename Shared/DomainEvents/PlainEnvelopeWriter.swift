@@ -1,5 +1,3 @@
-import DomainEvents
-
 /// Writes an envelope's JSON without `Codable`: `JSONEncoder` took 7–11 µs an envelope on this machine, building
 /// a tree of the whole envelope first; this takes under 2 µs. The fields come in the contract's order (docs/contract.md), which `JSONEncoder` does not
 /// keep; `correlationId` is left out when there is none and `causationId` is written as null, as before.

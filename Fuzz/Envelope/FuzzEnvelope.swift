@@ -1,0 +1,28 @@
+import DomainEvents
+import Foundation
+import FuzzSupport
+
+/// Any bytes as a message's value: the envelope reader never traps; what the fast reader accepts, `JSONDecoder`
+/// reads to the same envelope; whatever decodes, the writer writes back to the same envelope.
+func check(_ bytes: [UInt8]) -> String? {
+    let plain = EnvelopeJSON.decodePlain(bytes)
+    if let plain {
+        guard let coded = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)) else {
+            return "the plain reader accepted what JSONDecoder refuses"
+        }
+        guard coded == plain else { return "the plain reader and JSONDecoder disagree: \(plain) / \(coded)" }
+    }
+    guard let envelope = try? EnvelopeJSON.decode(bytes) else { return nil }
+    _ = envelope.event.valueViolation
+    guard let again = try? EnvelopeJSON.decode(EnvelopeJSON.encode(envelope)), again == envelope else {
+        return "the writer did not write \(envelope) back as it was"
+    }
+    return nil
+}
+
+#if FUZZING
+@_cdecl("LLVMFuzzerTestOneInput") public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt { FuzzTarget.run(check, data, size) }
+@_cdecl("FuzzEnvelope_main") public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt { FuzzTarget.drive(argc, argv, fuzzOne) }
+#else
+@main enum Replay { static func main() { FuzzTarget.replay(check) } }
+#endif
