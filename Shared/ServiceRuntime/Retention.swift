@@ -84,7 +84,8 @@ public final class Pruner: Service {
             } catch {
                 logger.warning("pruning stopped for this pass: \(error)")
             }
-            try? await Task.sleep(for: interval)
+            // Cut short by a graceful shutdown, which would otherwise wait out the interval.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
         }
     }
 
