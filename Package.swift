@@ -195,7 +195,7 @@ let package = Package(
         .testTarget(
             name: "EmporiumTests",
             dependencies: [
-                "Catalogue", "Kafka", "DomainEvents", "TestSupport",
+                "Catalogue", "Kafka", "DomainEvents", "ServiceRuntime", "TestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Tests/EmporiumTests"

@@ -34,10 +34,15 @@ public enum Wire {
         (message.key?.count ?? 0) + message.value.count + message.headerByteCount
     }
 
-    /// What the headers alone say about a message: its type and version, or why it cannot be routed.
+    /// What the headers alone say about a message: its type and version, or why it cannot be routed. A type on
+    /// another topic than its own cannot be routed either: a consumer that skipped it as a type it ignores would
+    /// leave it where it does not belong, with no dead letter to show it.
     public static func route(_ message: ConsumedMessage) throws(EventDecodingError) -> (EventType, Int) {
         guard let typeName = message.header(Header.eventType) else { throw .missingHeader(Header.eventType) }
         guard let type = EventType(rawValue: typeName) else { throw .unknownType(typeName) }
+        guard type.topic.name == message.topic else {
+            throw .contractViolation("\(typeName) belongs on \(type.topic.name), not \(message.topic)")
+        }
         guard let versionText = message.header(Header.eventVersion) else { throw .missingHeader(Header.eventVersion) }
         guard let version = Int(versionText), type.supportedVersions.contains(version) else {
             throw .unsupportedVersion(type: typeName, version: versionText)
