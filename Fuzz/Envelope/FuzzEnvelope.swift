@@ -2,6 +2,12 @@ import DomainEvents
 import Foundation
 import FuzzSupport
 
+#if FUZZING
+@_cdecl("FuzzEnvelope_main") public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt { FuzzTarget.drive(argc, argv, check) }
+#else
+@main enum Replay { static func main() { FuzzTarget.replay(check) } }
+#endif
+
 /// Any bytes as a message's value: the envelope reader never traps; what the fast reader accepts, `JSONDecoder`
 /// reads to the same envelope; whatever decodes, the writer writes back to the same envelope.
 func check(_ bytes: [UInt8]) -> String? {
@@ -19,10 +25,3 @@ func check(_ bytes: [UInt8]) -> String? {
     }
     return nil
 }
-
-#if FUZZING
-@_cdecl("LLVMFuzzerTestOneInput") public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt { FuzzTarget.run(check, data, size) }
-@_cdecl("FuzzEnvelope_main") public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt { FuzzTarget.drive(argc, argv, fuzzOne) }
-#else
-@main enum Replay { static func main() { FuzzTarget.replay(check) } }
-#endif

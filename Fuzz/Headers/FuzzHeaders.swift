@@ -2,6 +2,12 @@ import Foundation
 import FuzzSupport
 import Kafka
 
+#if FUZZING
+@_cdecl("FuzzHeaders_main") public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt { FuzzTarget.drive(argc, argv, check) }
+#else
+@main enum Replay { static func main() { FuzzTarget.replay(check) } }
+#endif
+
 /// Any bytes as an outbox row's stored headers: decoding never traps, and what it decodes is stored again (or
 /// refused with an error, never a trap) and reads back the same.
 func check(_ bytes: [UInt8]) -> String? {
@@ -10,10 +16,3 @@ func check(_ bytes: [UInt8]) -> String? {
     let again = HeaderCodec.decode(stored)
     return again == headers ? nil : "\(headers.count) headers read back as \(again.count) different ones"
 }
-
-#if FUZZING
-@_cdecl("LLVMFuzzerTestOneInput") public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt { FuzzTarget.run(check, data, size) }
-@_cdecl("FuzzHeaders_main") public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt { FuzzTarget.drive(argc, argv, fuzzOne) }
-#else
-@main enum Replay { static func main() { FuzzTarget.replay(check) } }
-#endif

@@ -1,6 +1,12 @@
 import FuzzSupport
 import MailFormat
 
+#if FUZZING
+@_cdecl("FuzzMail_main") public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt { FuzzTarget.drive(argc, argv, check) }
+#else
+@main enum Replay { static func main() { FuzzTarget.replay(check) } }
+#endif
+
 /// Any text as a decline reason in an email: a header stays one line, a body has no bare CR, and the DATA
 /// section ends nowhere but at its end.
 func check(_ bytes: [UInt8]) -> String? {
@@ -30,10 +36,3 @@ func check(_ bytes: [UInt8]) -> String? {
     }
     return nil
 }
-
-#if FUZZING
-@_cdecl("LLVMFuzzerTestOneInput") public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt { FuzzTarget.run(check, data, size) }
-@_cdecl("FuzzMail_main") public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt { FuzzTarget.drive(argc, argv, fuzzOne) }
-#else
-@main enum Replay { static func main() { FuzzTarget.replay(check) } }
-#endif

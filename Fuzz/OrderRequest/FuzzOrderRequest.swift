@@ -4,6 +4,12 @@ import Foundation
 import FuzzSupport
 import OrderPlacement
 
+#if FUZZING
+@_cdecl("FuzzOrderRequest_main") public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt { FuzzTarget.drive(argc, argv, check) }
+#else
+@main enum Replay { static func main() { FuzzTarget.replay(check) } }
+#endif
+
 /// Any bytes as the body of `POST /orders`: decoding and checking never trap, and a request the checks let
 /// through makes an `OrderPlaced` the contract's readers accept.
 func check(_ bytes: [UInt8]) -> String? {
@@ -16,10 +22,3 @@ func check(_ bytes: [UInt8]) -> String? {
                              totalCents: lines.reduce(0) { $0 + $1.quantity * $1.unitPriceCents }, currency: "EUR")
     return DomainEvent.orderPlaced(placed).valueViolation.map { "an accepted request makes an event the contract refuses: \($0)" }
 }
-
-#if FUZZING
-@_cdecl("LLVMFuzzerTestOneInput") public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt { FuzzTarget.run(check, data, size) }
-@_cdecl("FuzzOrderRequest_main") public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt { FuzzTarget.drive(argc, argv, fuzzOne) }
-#else
-@main enum Replay { static func main() { FuzzTarget.replay(check) } }
-#endif

@@ -5,28 +5,29 @@ import Foundation
 
 /// What the fuzz targets share. Each target is a check over one input: nil when the code under test behaved,
 /// else what went wrong. Built with libFuzzer (`-sanitize=fuzzer,address -DFUZZING`, `deploy/fuzz.sh`), the
-/// target's `LLVMFuzzerTestOneInput` runs the check on every input libFuzzer makes, and a failure traps, so that
+/// target hands its check to libFuzzer's driver, which runs it on every input it makes; a failure traps, so that
 /// libFuzzer saves the input. Built as usual, the target replays the files it is given (its committed corpus).
 public enum FuzzTarget {
     public typealias Check = ([UInt8]) -> String?
 
-    /// One input from libFuzzer.
-    public static func run(_ check: Check, _ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    #if FUZZING
+    /// The check libFuzzer's inputs go to: written once, by `drive`, before libFuzzer starts (on the one thread
+    /// there is), and only read after; so unsynchronised.
+    nonisolated(unsafe) private static var check: Check = { _ in nil }
+
+    /// The program's entry point in a libFuzzer build. SwiftPM links every executable with its entry point named
+    /// `<Target>_main`; a fuzz target defines that symbol and hands over to libFuzzer's driver here.
+    public static func drive(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>, _ check: @escaping Check) -> CInt {
+        Self.check = check
+        var count = argc
+        var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
+        return LLVMFuzzerRunDriver(&count, &arguments, fuzzOne)
+    }
+
+    fileprivate static func run(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
         if let failure = check(bytes) { fatalError(failure) }
         return 0
-    }
-
-    #if FUZZING
-    /// The program's entry point in a libFuzzer build. SwiftPM links every executable with its entry point named
-    /// `<Target>_main`; a fuzz target defines that symbol and hands over to libFuzzer's driver here.
-    public static func drive(
-        _ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
-        _ testOneInput: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-    ) -> CInt {
-        var count = argc
-        var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-        return LLVMFuzzerRunDriver(&count, &arguments, testOneInput)
     }
     #endif
 
@@ -54,3 +55,11 @@ public enum FuzzTarget {
         exit(0)
     }
 }
+
+#if FUZZING
+/// libFuzzer's own `main`, linked in with it, names this symbol too, so it is defined here, once for every target.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    FuzzTarget.run(data, size)
+}
+#endif
