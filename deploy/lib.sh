@@ -25,8 +25,9 @@ ensure_dependencies() {
     if [ "${EMPORIUM_TEST_TOOLS:-0}" = 1 ]; then
         # The tests' Python tools live in a virtual environment made with Debian's own Python (see below).
         /usr/bin/python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3 python3-venv)
-        # The watchdog prints every thread's stack with gdb when the suite hangs.
+        # The watchdog prints every thread's stack with gdb when the suite hangs; a test watches syncs with strace.
         command -v gdb >/dev/null 2>&1 || missing+=(gdb)
+        command -v strace >/dev/null 2>&1 || missing+=(strace)
     fi
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
