@@ -100,6 +100,54 @@ import Testing
         shop.stop()
     }
 
+    /// A storm: a random service (seeded) killed with `kill -9` and restarted every second for 30 s, and broker 2
+    /// off the network for 4 s in the middle, under a steady load. Nothing may be lost or doubled. The figures
+    /// (the slowest order, and for each group how long it owned less than all its partitions, polled every
+    /// half second from outside) are printed: issue 31 aims at a slowest order of 8 s, which the shop does not
+    /// reach yet (docs/runtime.md); the ceiling here catches a regression.
+    @Test func aStormOfKillsWithABrokerDownInTheMiddleLosesNothingAndEveryOrderEnds() async throws {
+        let shop = try await Shop()
+        let generator = try await startGenerator(shop, seed: 26)
+        let partitions = ["order-service": 36, "payment-service": 12, "inventory-service": 12, "notification-service": 12]
+        let watch = Task { () -> [String: Double] in
+            var short: [String: Double] = [:]
+            while !Task.isCancelled {
+                for (service, expected) in partitions {
+                    let owned = (try? json(get("\(shop.url(of: service))/status").text)["partitions"] as? [Any])??.count ?? 0
+                    if owned < expected { short[service, default: 0] += 0.5 }
+                }
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+            return short
+        }
+        var random = SeededRandom(seed: 29)
+        var killed: [String: Int] = [:]
+        let start = ContinuousClock.now
+        for second in 0..<30 {
+            // The storm's own pace (a kill a second, the broker away from 12 s to 16 s), not a wait for something.
+            try await Task.sleep(until: start + .seconds(second), clock: .continuous)
+            if second == 12 { #expect(try shop.emporium(["cluster", "broker", "2", "down"]).status == 0) }
+            if second == 16 { #expect(try shop.emporium(["cluster", "broker", "2", "up"]).status == 0) }
+            let service = Shop.services[Int(random.next() % UInt64(Shop.services.count))]
+            shop.instances(of: service)[0].stop(signal: SIGKILL)
+            try shop.start(service, instance: 1)
+            killed[service, default: 0] += 1
+        }
+        try await waitUntil(.seconds(300), "the generator finishes") { !generator.isRunning }
+        watch.cancel()
+        let short = await watch.value
+        #expect(generator.stop() == 0, "generator: \(generator.output.suffix(2_000))")
+        let figures = summary(of: generator)
+        let (p50, p99, max) = latency(figures)
+        print("storm of 30 kills in 30 s (\(killed.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))) and broker 2 down 4 s: "
+            + "placed \(figures["placed"] ?? "?"), retries \(figures["retries"] ?? "?"), placed→terminal p50 \(Int(p50)) ms, p99 \(Int(p99)) ms, max \(Int(max)) ms; "
+            + "seconds owning less than every partition: \(short.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+        #expect(figures["placed"] as? Int == orders && figures["httpErrors"] as? Int == 0 && figures["pending"] as? Int == 0, "\(figures)")
+        #expect(max <= 90_000, "the slowest order took \(Int(max)) ms")
+        try expectCleanAudit(shop, agreeingWith: figures)
+        shop.stop()
+    }
+
     /// A service killed and restarted at once: the new process takes its dead predecessor's member out of the
     /// group before it joins, so the group does not wait for the dead member's session to end. The embedded
     /// cluster ignores static membership, and without this the partitions were owned again only after about
