@@ -14,9 +14,10 @@ import ServiceRuntime
 /// senders would send every email twice. Each email is recorded as delivered as soon as the relay took it, so a
 /// failure later in the batch does not send it again. What the relay says decides what happens next:
 /// - it refuses an email for good (a 5xx reply): the email is recorded as failed, with the reply;
-/// - it turns an email away for now (a 4xx reply to its sender, recipient or content): that email waits, longer
-///   each time, while later ones go on; after `attempts` tries it is parked (failed, with the last reply), so a
-///   mailbox the relay keeps deferring holds nothing behind it;
+/// - it turns an email away for now (a 4xx reply to its sender, recipient or content, greylisting for one): that
+///   email waits, twice as long each time, while later ones go on; after `attempts` tries (by default 8, the
+///   first after a minute: about two hours in all) it is parked, failed with the last reply, so a mailbox the
+///   relay keeps deferring holds nothing behind it;
 /// - it cannot be reached or stops answering: nothing is sent for a second, then the batch is tried again.
 /// SMTP runs on a thread of its own, with timeouts (`SMTPClient.timeout`). Only a crash between a send and its
 /// record can send an email twice, and then under the same Message-ID, so the duplicate shows.
@@ -27,9 +28,9 @@ struct MailWriter: Service {
     let wakeup: Wakeup
     let logger: Logger
     /// Tries of an email the relay keeps turning away before it is parked.
-    var attempts = 5
+    let attempts: Int
     /// The wait after an email's first deferral; doubled after each later one.
-    var firstRetry: Duration = .seconds(1)
+    let firstRetry: Duration
     let emailsSent = Counter(label: "emporium_emails_sent_total")
     let emailsFailed = Counter(label: "emporium_emails_failed_total")
     let emailsDeferred = Counter(label: "emporium_emails_deferred_total")

@@ -25,12 +25,15 @@ struct SMTPClient: Sendable {
         try connection.expect(220)
         try connection.command("EHLO emporium.local", expect: 250)
         // From here on a refusal is about this message (its sender, recipient or content), not the relay.
+        // A 421 says the relay is closing, whatever was asked.
         do {
             try connection.command("MAIL FROM:<\(sender)>", expect: 250)
             try connection.command("RCPT TO:<\(recipient)>", expect: 250)
             try connection.command("DATA", expect: 354)
+            // A relay may scan the content before it answers: a timeout here would send the email again.
+            connection.setReplyTimeout(max(timeout, .seconds(60)))
             try connection.command(MailText.dataSection(message) + ".", expect: 250)
-        } catch var failure as Failure where failure.code != nil {
+        } catch var failure as Failure where failure.code != nil && failure.code != 421 {
             failure.concernsMessage = true
             throw failure
         }
@@ -44,8 +47,9 @@ struct SMTPClient: Sendable {
         /// The relay answered about this message (MAIL, RCPT or DATA), so other messages may still go through.
         var concernsMessage = false
 
-        /// A 5xx reply: the server will never take this message, so sending it again is pointless.
-        var isPermanent: Bool { code.map { (500..<600).contains($0) } ?? false }
+        /// A 5xx reply about this message: the relay will never take it, so sending it again is pointless. (A 5xx
+        /// to the greeting or EHLO is about the relay, and every email waits for it alike.)
+        var isPermanent: Bool { concernsMessage && code.map { (500..<600).contains($0) } ?? false }
     }
 
     private final class Connection {
@@ -87,6 +91,11 @@ struct SMTPClient: Sendable {
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(socket, SOL_SOCKET, SO_ERROR, &error, &length)
             return error == 0 ? nil : String(cString: strerror(error))
+        }
+
+        func setReplyTimeout(_ timeout: Duration) {
+            var limit = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
+            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         }
 
         func command(_ line: String, expect code: Int) throws {

@@ -60,6 +60,8 @@ struct InFlightRows {
     private let laneOf: (OutboxRow) -> Lane
     private var batches: [Batch] = []
     private var perLane: [Lane: Int] = [:]
+    /// Rows `resume` and `admit` chose for the next `add`, so that together they take no more than a lane's room.
+    private var chosen: [Lane: Int] = [:]
     private(set) var holds: [Lane: Hold] = [:]
     /// The last row read: the next read of new rows starts after it.
     private(set) var lastRead: Int64 = 0
@@ -76,12 +78,11 @@ struct InFlightRows {
         guard let last = rows.last?.id else { return [] }
         lastRead = last
         var admitted: [OutboxRow] = []
-        var taken: [Lane: Int] = [:]
         for row in rows {
             let lane = laneOf(row)
-            if holds[lane] == nil, perLane[lane, default: 0] + taken[lane, default: 0] < laneLimit {
+            if holds[lane] == nil, perLane[lane, default: 0] + chosen[lane, default: 0] < laneLimit {
                 admitted.append(row)
-                taken[lane, default: 0] += 1
+                chosen[lane, default: 0] += 1
             } else if holds[lane] == nil {
                 holds[lane] = Hold(from: row.id!)
             }
@@ -89,10 +90,13 @@ struct InFlightRows {
         return admitted
     }
 
-    /// Held lanes that may go on now (room again, retry time passed), oldest hold first.
+    /// Held lanes that may go on now, oldest hold first: a full one once half its room is free; one whose topic
+    /// was refused once its retry time has come and none of its rows is in flight any more (rows sent after the
+    /// refused one may still be, and would otherwise be sent again ahead of it).
     func resumable(at now: ContinuousClock.Instant = .now) -> [(lane: Lane, from: Int64)] {
         holds.filter { lane, hold in
-            perLane[lane, default: 0] <= laneLimit / 2 && (hold.retryAt.map { now >= $0 } ?? true)
+            if let retryAt = hold.retryAt { return now >= retryAt && perLane[lane] == nil }
+            return perLane[lane, default: 0] <= laneLimit / 2
         }.map { ($0.key, $0.value.from) }.sorted { $0.from < $1.from }
     }
 
@@ -101,8 +105,9 @@ struct InFlightRows {
     /// rows up to `lastRead` are all sent; otherwise its hold moves to the first row not sent, or past `through`.
     mutating func resume(_ lane: Lane, rows: [OutboxRow], through: Int64) -> [OutboxRow] {
         guard var hold = holds[lane] else { return [] }
-        let room = max(0, laneLimit - perLane[lane, default: 0])
+        let room = max(0, laneLimit - perLane[lane, default: 0] - chosen[lane, default: 0])
         let admitted = Array(rows.prefix(room))
+        chosen[lane, default: 0] += admitted.count
         if admitted.count < rows.count {
             hold.from = rows[admitted.count].id!
         } else if through >= lastRead {
@@ -120,6 +125,7 @@ struct InFlightRows {
         guard !rows.isEmpty else { return }
         let lanes = rows.map(laneOf)
         for lane in lanes { perLane[lane, default: 0] += 1 }
+        chosen = [:]
         batches.append(Batch(rows: rows, lanes: lanes, deliveries: deliveries, unreported: rows.count, sent: .now))
         count += rows.count
     }

@@ -36,11 +36,14 @@ public struct LogRebuild: Sendable {
     public enum Refusal: Error, CustomStringConvertible {
         case notEmpty(String)
         case historyLost([PartitionOffsets])
+        case unfinished(service: String, database: String)
 
         public var description: String {
             switch self {
             case .notEmpty(let what):
                 "the database already holds \(what); rebuild writes only into an empty one (stop every instance and delete it first)"
+            case .unfinished(let service, let database):
+                "the rebuild of \(database) was cut short: run \(service) --rebuild again before starting the service"
             case .historyLost(let partitions):
                 "the log no longer holds every event this service wrote: "
                     + partitions.map { "\($0.partition) starts at offset \($0.low)" }.joined(separator: ", ")

@@ -42,9 +42,9 @@ public final class OutboxRelay: Service {
     private let patience = Duration.milliseconds(100)
     /// Rows in flight at most, so that a broker away for long does not pull the whole outbox into memory.
     private var inFlightLimit: Int { batchSize * 10 }
-    /// Rows of one partition in flight at most: a quarter of the whole, so that a few partitions without a leader
+    /// Rows of one partition in flight at most: a tenth of the whole, so that several partitions without a leader
     /// cannot take all the room.
-    private var laneLimit: Int { max(1, inFlightLimit / 4) }
+    private var laneLimit: Int { max(1, inFlightLimit / 10) }
 
     public init(
         database: DatabasePool, databasePath: String, configuration: KafkaConfiguration, logger: Logger,
@@ -153,7 +153,7 @@ public final class OutboxRelay: Service {
     /// Publishes until stopped (false) or until the producer is unusable (true), blocking the calling thread.
     private func relay(through producer: KafkaProducer) -> Bool {
         var failures = 0
-        let lanes = Lanes(producer: producer)
+        var lanes = Lanes(producer: producer)
         var inFlight = InFlightRows(laneLimit: laneLimit, laneOf: lanes.lane(of:))
         while true {
             do {
@@ -168,6 +168,7 @@ public final class OutboxRelay: Service {
                 return true
             } catch {
                 // Start again from the oldest row: rows still in flight may go out twice, and consumers drop the copy.
+                lanes = Lanes(producer: producer)
                 inFlight = InFlightRows(laneLimit: laneLimit, laneOf: lanes.lane(of:))
                 failures += 1
                 let backoff = Duration.milliseconds(100) * min(1 << min(failures, 6), 50)
@@ -271,11 +272,13 @@ public final class OutboxRelay: Service {
 }
 
 /// The partition each row goes to, for counting rows in flight per partition (`InFlightRows`): the key's murmur2
-/// over the topic's partition count, as the producer places it. A topic's count is asked once per producer (and
-/// again after a minute while no broker could say), on the relay's own thread.
+/// over the topic's partition count, as the producer places it. A topic's count is asked once, on the relay's own
+/// thread, and kept for as long as the rows in flight are counted this way: a row must stay in the lane it was
+/// counted and held in. A topic no broker could describe then has one lane for all its rows; the relay asks
+/// again when it starts over.
 final class Lanes {
     private let producer: KafkaProducer
-    private var partitions: [String: (count: Int32?, askedAt: ContinuousClock.Instant)] = [:]
+    private var partitions: [String: Int32?] = [:]
 
     init(producer: KafkaProducer) {
         self.producer = producer
@@ -288,9 +291,9 @@ final class Lanes {
     }
 
     private func partitionCount(of topic: String) -> Int32? {
-        if let known = partitions[topic], known.count != nil || ContinuousClock.now - known.askedAt < .seconds(60) { return known.count }
+        if let known = partitions[topic] { return known }
         let count = producer.partitionCount(of: topic)
-        partitions[topic] = (count, .now)
+        partitions[topic] = count
         return count
     }
 }

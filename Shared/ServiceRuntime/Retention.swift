@@ -99,9 +99,12 @@ public final class Pruner: Service {
             var after: DatabaseValue = .null
             while !Task.isShuttingDownGracefully {
                 let (deleted, last) = try await database.write { [step, after] db -> (Int, DatabaseValue?) in
-                    let keys = try DatabaseValue.fetchAll(db, sql: """
-                        SELECT \(rule.key) FROM \(rule.table) WHERE ? IS NULL OR \(rule.key) > ? ORDER BY \(rule.key) LIMIT ?
-                        """, arguments: [after, after, step])
+                    // Two forms rather than `? IS NULL OR key > ?`, which SQLite cannot answer from the key's index.
+                    let keys = after.isNull
+                        ? try DatabaseValue.fetchAll(db, sql: "SELECT \(rule.key) FROM \(rule.table) ORDER BY \(rule.key) LIMIT ?", arguments: [step])
+                        : try DatabaseValue.fetchAll(db, sql: """
+                            SELECT \(rule.key) FROM \(rule.table) WHERE \(rule.key) > ? ORDER BY \(rule.key) LIMIT ?
+                            """, arguments: [after, step])
                     guard let first = keys.first, let last = keys.last else { return (0, nil) }
                     try db.execute(sql: """
                         DELETE FROM \(rule.table) WHERE \(rule.key) >= :first AND \(rule.key) <= :last AND (\(rule.condition))

@@ -40,6 +40,11 @@ public struct ServiceHost<Handler: EventHandler> {
         let logger = Logger(label: settings.service)
         ServiceMetrics.bootstrap()
         let database = try ServiceDatabase.open(at: settings.databasePath, durability: durability, migrations: migrations)
+        // Its sequence counters and positions are set only when a rebuild ends: started before, it would publish
+        // sequences that go backwards.
+        if try await database.read(LogRebuild.wasInterrupted) {
+            throw LogRebuild.Refusal.unfinished(service: settings.service, database: settings.databasePath)
+        }
         if !settings.kafka.isEmbeddedCluster {
             try await KafkaAdmin(configuration: settings.kafka).createTopics(Topic.allCases.flatMap { topic in
                 [topic.name, topic.deadLetterName].map { TopicSpec(name: $0, partitions: 12, replicationFactor: 3) }

@@ -375,8 +375,10 @@ import Testing
                                       log: sink.appendingPathComponent("server.log"))
         defer { server.stop(signal: SIGKILL) }
         try await waitUntil(.seconds(10), "the SMTP sink") { server.output.contains("ready") }
-        let shop = try await Shop(instances: ["notification-service": 2], partitions: 2,
-                                  environment: ["notification-service": ["SMTP_URL": "smtp://127.0.0.1:\(port)"]])
+        // Deferred emails tried again after 1, 2, 4 and 8 s rather than the default minutes, and parked at the fifth.
+        let shop = try await Shop(instances: ["notification-service": 2], partitions: 2, environment: ["notification-service": [
+            "SMTP_URL": "smtp://127.0.0.1:\(port)", "MAIL_RETRY_SECONDS": "1", "MAIL_ATTEMPTS": "5",
+        ]])
         let run = try shop.generate(["--orders", "30", "--customers", "5", "--seed", "8", "--json"])
         #expect(run.status == 0, "\(run.output)")
         try expectCleanAudit(shop)
