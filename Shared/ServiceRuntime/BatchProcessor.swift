@@ -12,8 +12,6 @@ public struct BatchOutcome: Sendable {
     public var alreadyApplied = 0
     public var deadLettered = 0
     public var emitted = 0
-    /// Partitions whose stored position moved back to where their shortened log starts now.
-    public var positionsMovedBack = 0
     /// The same by topic and type, with the events' ages and what was emitted, for the metrics.
     public var tally = BatchTally()
 
@@ -27,7 +25,6 @@ public struct BatchOutcome: Sendable {
         sum.alreadyApplied += rhs.alreadyApplied
         sum.deadLettered += rhs.deadLettered
         sum.emitted += rhs.emitted
-        sum.positionsMovedBack += rhs.positionsMovedBack
         sum.tally.merge(rhs.tally)
         return sum
     }
@@ -117,7 +114,6 @@ public struct BatchProcessor<Handler: EventHandler>: Sendable {
         for (partition, start) in logRestarts where offsets[partition].map({ $0 > start }) ?? false {
             logger.critical("\(partition)'s log restarted at offset \(start), below the stored position \(offsets[partition]!): moving the position back")
             offsets[partition] = start
-            outcome.positionsMovedBack += 1
         }
         var awaitsReplays = try Inbox.awaitsReplays(group: group, in: db)
         var failure: HandlerFailure?

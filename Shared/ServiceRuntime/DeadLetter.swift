@@ -11,7 +11,6 @@ public enum DeadLetter {
         public static let sourcePartition = "dlq-source-partition"
         public static let sourceOffset = "dlq-source-offset"
         public static let failedAt = "dlq-failed-at"
-        static let all: Set<String> = [reason, group, sourceTopic, sourcePartition, sourceOffset, failedAt]
     }
 
     /// What a dead letter keeps of the original's headers: a header name can be as long as the message, and the
